@@ -1,0 +1,87 @@
+/* qdeploy: make ONNX vision models deployment-ready in INT8.
+ *
+ * This header is the contract of libqdeploy. Handles are opaque; every
+ * fallible call returns a qd_status and keeps a one-line message (what and
+ * where: file, node, tensor) on the handle, readable with qd_graph_error().
+ * Delete functions accept NULL and half-built objects.
+ */
+#ifndef QDEPLOY_H
+#define QDEPLOY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QDEPLOY_VERSION "0.1.0"
+
+typedef enum qd_status {
+    QD_OK = 0,
+    QD_STATUS_IO_ERROR,          /* file missing, unreadable, not writable */
+    QD_STATUS_INVALID_MODEL,     /* not ONNX, corrupt, inconsistent graph */
+    QD_STATUS_UNSUPPORTED,       /* valid ONNX that qdeploy cannot handle */
+    QD_STATUS_INVALID_ARGUMENT,  /* caller passed something wrong */
+    QD_STATUS_SHAPE_ERROR,       /* shapes or types do not agree */
+    QD_STATUS_OUT_OF_MEMORY,
+} qd_status;
+
+/* A short name for a status ("invalid model", ...). */
+const char *qd_status_name(qd_status status);
+
+/* Allocator hook (SQLite style): every allocation of the library goes through
+ * these, so tests can inject out-of-memory faults. Pass NULLs to restore the
+ * C library's. Not thread-safe: set it before any other call. */
+typedef struct qd_allocator {
+    void *(*malloc_fn)(size_t size);
+    void *(*realloc_fn)(void *ptr, size_t size);
+    void (*free_fn)(void *ptr);
+} qd_allocator;
+void qd_set_allocator(const qd_allocator *allocator);
+
+/* ---- graph: load, check, save ------------------------------------------ */
+
+typedef struct qd_graph qd_graph;
+
+/* Loads an ONNX model. On success *out is the graph. On failure *out is a
+ * graph handle that holds only the error message (or NULL when even that
+ * could not be allocated); delete it with qd_graph_delete either way. */
+qd_status qd_graph_load(const char *path, qd_graph **out);
+
+/* Loads from memory; base_dir resolves external data (NULL: none allowed). */
+qd_status qd_graph_load_buffer(const void *data, size_t size, const char *name,
+                               const char *base_dir, qd_graph **out);
+
+void qd_graph_delete(qd_graph *graph);
+
+/* The message of the last failed call on this graph ("" if none). */
+const char *qd_graph_error(const qd_graph *graph);
+
+/* Fixes the symbolic dimension `name` (e.g. "batch") to `value`. Use "*" to
+ * bind every symbolic dimension of the graph inputs. Re-run shape inference
+ * afterwards. */
+qd_status qd_graph_bind_dim(qd_graph *graph, const char *name, int64_t value);
+
+/* Infers every value's dtype and shape, folding the shape-computation
+ * subgraphs (Shape, Gather, Concat, ...) so a fixed input shape yields static
+ * shapes everywhere. */
+qd_status qd_graph_infer_shapes(qd_graph *graph);
+
+/* Checks the graph: dangling inputs, cycles, missing initializers, dtype
+ * mismatches, unknown ops. The error names the node. */
+qd_status qd_graph_verify(qd_graph *graph);
+
+/* Writes the graph as ONNX, atomically: a temporary file in the same folder,
+ * then a rename. Refuses to overwrite the file the graph was loaded from. */
+qd_status qd_graph_save(qd_graph *graph, const char *path);
+
+/* Writes the `qdeploy inspect` summary: inputs/outputs, opset, op histogram,
+ * parameters, MACs by op type, largest tensors. json != 0 writes JSON. */
+qd_status qd_graph_inspect(qd_graph *graph, FILE *out, int json);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QDEPLOY_H */
