@@ -81,6 +81,56 @@ qd_status qd_graph_save(qd_graph *graph, const char *path);
  * parameters, MACs by op type, largest tensors. json != 0 writes JSON. */
 qd_status qd_graph_inspect(qd_graph *graph, FILE *out, int json);
 
+/* ---- engine: run a graph on the CPU ------------------------------------ */
+
+typedef struct qd_engine qd_engine;
+
+/* Element types, numbered as ONNX's TensorProto.DataType. */
+enum {
+    QD_FLOAT32 = 1, QD_UINT8 = 2, QD_INT8 = 3, QD_INT32 = 6, QD_INT64 = 7, QD_BOOL = 9,
+    QD_FLOAT16 = 10, QD_FLOAT64 = 11, QD_BFLOAT16 = 16
+};
+
+typedef struct qd_engine_options {
+    int threads;    /* 0: all cores */
+    int reference;  /* 1: portable reference kernels only (no oneDNN, no SIMD) */
+    int64_t batch;  /* value for symbolic input dims; 0 means 1 */
+    int profile;    /* 1: time every step (qd_engine_profile) */
+} qd_engine_options;
+
+/* Plans the graph for execution: binds symbolic dims, infers shapes, picks a
+ * kernel per node, plans activation memory, packs weights. The engine
+ * borrows the graph: it must outlive the engine and not change meanwhile.
+ * On failure *out holds the error (qd_engine_error) or is NULL on OOM. */
+qd_status qd_engine_create(qd_graph *graph, const qd_engine_options *options, qd_engine **out);
+void qd_engine_delete(qd_engine *engine);
+const char *qd_engine_error(const qd_engine *engine);
+
+int qd_engine_input_count(const qd_engine *engine);
+int qd_engine_output_count(const qd_engine *engine);
+
+typedef struct qd_tensor_info {
+    const char *name;
+    int dtype;              /* QD_FLOAT32, ... */
+    int rank;
+    const int64_t *dims;
+    void *data;             /* outputs: valid until the next run */
+    size_t nbytes;
+} qd_tensor_info;
+
+/* Shape and type the engine expects (inputs) or produced (outputs). */
+qd_status qd_engine_input_info(qd_engine *engine, int index, qd_tensor_info *info);
+qd_status qd_engine_output_info(qd_engine *engine, int index, qd_tensor_info *info);
+
+/* Copies data in for the input `name`; dtype and shape must match the plan. */
+qd_status qd_engine_set_input(qd_engine *engine, const char *name, int dtype, int rank,
+                              const int64_t *dims, const void *data);
+qd_status qd_engine_run(qd_engine *engine);
+
+/* Per-step timing of the last runs when options.profile was set: writes a
+ * table (op type totals, or per node when per_node) to out. */
+qd_status qd_engine_profile(qd_engine *engine, FILE *out, int per_node);
+
 #ifdef __cplusplus
 }
 #endif

@@ -288,7 +288,7 @@ qd_dtype qd_input_dtype(const qd_node *n, int i)
     return v ? v->dtype : QD_DT_UNDEFINED;
 }
 
-int64_t qd_opset(const qd_graph *g) { return g->opset > 0 ? g->opset : QD_OPSET_LATEST; }
+int64_t qd_default_opset(const qd_graph *g) { return g->opset > 0 ? g->opset : QD_OPSET_LATEST; }
 
 qd_status qd_axis(qd_graph *g, const qd_node *n, int64_t axis, int rank, int *out)
 {

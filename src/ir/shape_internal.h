@@ -50,7 +50,7 @@ qd_status qd_need_inputs(qd_graph *g, const qd_node *n, int count);
 qd_value *qd_input(const qd_node *n, int i);
 qd_dtype qd_input_dtype(const qd_node *n, int i);
 /* The model's default opset, QD_OPSET_LATEST when unknown. */
-int64_t qd_opset(const qd_graph *g);
+int64_t qd_default_opset(const qd_graph *g);
 
 /* Normalises a possibly negative axis into [0, rank); error naming the node
  * when out of range. */
@@ -76,6 +76,14 @@ typedef enum qd_list_state {
 } qd_list_state;
 qd_status qd_int_list(qd_graph *g, const qd_node *n, const char *attr, int input, int64_t *out,
                       int cap, int *count, qd_list_state *state);
+
+/* [start, end) of Shape's output within an input of rank `rank`: opset 15's
+ * start/end attributes, clamped. */
+qd_status qd_shape_attr_range(qd_graph *g, const qd_node *n, int rank, int *start, int *end);
+
+/* One axis of Slice, clamped the ONNX way: returns the output length and
+ * sets *first to the first index taken. step != 0. */
+int64_t qd_slice_axis(int64_t dim, int64_t start, int64_t end, int64_t step, int64_t *first);
 
 /* Symbolic values of small integer tensors (shape vectors): elements are
  * known numbers, named symbols ("batch"), or unknown. They let

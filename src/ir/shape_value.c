@@ -146,21 +146,11 @@ static int eval_slice(const qd_node *n, qd_symvec *out, int depth)
         return 0;
     if (na != 1 || nst != 1 || (axes[0] != 0 && axes[0] != -1) || steps[0] == 0)
         return 0;
-    int64_t dim = data.n, st = starts[0], en = ends[0], step = steps[0];
-    if (st < 0)
-        st += dim;
-    if (en < 0)
-        en += dim;
-    if (step > 0) {
-        st = st < 0 ? 0 : st > dim ? dim : st;
-        en = en < 0 ? 0 : en > dim ? dim : en;
-    } else {
-        st = st < 0 ? 0 : st > dim - 1 ? dim - 1 : st;
-        en = en < -1 ? -1 : en > dim - 1 ? dim - 1 : en;
-    }
-    sv_unknown(out, 1, 0);
-    for (int64_t k = st; step > 0 ? k < en : k > en; k += step) {
-        int i = out->n++;
+    int64_t first;
+    int64_t len = qd_slice_axis(data.n, starts[0], ends[0], steps[0], &first);
+    sv_unknown(out, 1, (int)len);
+    for (int i = 0; i < len; i++) {
+        int64_t k = first + i * steps[0]; /* in range for every i < len */
         out->known[i] = data.known[k];
         out->v[i] = data.v[k];
         out->sym[i] = data.sym[k];

@@ -1,5 +1,6 @@
 /* TensorProto <-> qd_tensor. */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"

@@ -7,6 +7,8 @@
 /* Each verb gets argv after the verb name (argv[0] is the verb) and returns
  * the process exit status: 0 ok, 1 failure, 2 usage error. */
 int qd_cli_inspect(int argc, char **argv);
+int qd_cli_run(int argc, char **argv);
+int qd_cli_bench(int argc, char **argv);
 
 /* Prints "qdeploy: <message>" on stderr and returns 1. */
 int qd_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

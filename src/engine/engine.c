@@ -1,0 +1,521 @@
+/* Engine lifecycle: plan (create), run, inputs and outputs. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "base/alloc.h"
+#include "engine/engine.h"
+#include "ir/shape.h"
+
+#define ARENA_ALIGN 64
+
+static qd_status engine_fail(qd_engine *e, qd_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static qd_status engine_fail(qd_engine *e, qd_status st, const char *fmt, ...)
+{
+    e->err.status = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->err.message, sizeof e->err.message, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* Copies the graph's error (from shape inference, kernels) onto the engine. */
+static qd_status from_graph(qd_engine *e, qd_status st)
+{
+    e->err.status = st;
+    snprintf(e->err.message, sizeof e->err.message, "%s", qd_graph_error(e->graph));
+    return st;
+}
+
+const char *qd_engine_error(const qd_engine *e) { return e ? e->err.message : "out of memory"; }
+
+static int is_view_op(qd_op op)
+{
+    return op == QD_OP_RESHAPE || op == QD_OP_FLATTEN || op == QD_OP_SQUEEZE ||
+           op == QD_OP_UNSQUEEZE || op == QD_OP_IDENTITY || op == QD_OP_DROPOUT;
+}
+
+static int root_of(const qd_engine *e, int id)
+{
+    while (e->slots[id].alias_of >= 0)
+        id = e->slots[id].alias_of;
+    return id;
+}
+
+static void set_view_shape(qd_slot *s, const qd_value *v)
+{
+    s->view.dtype = v->dtype;
+    s->view.rank = v->rank < 0 ? 0 : v->rank;
+    for (int i = 0; i < QD_MAX_RANK; i++)
+        s->view.dims[i] = i < v->rank ? v->dims[i] : 0;
+    int64_t n = qd_numel(s->view.rank, s->view.dims);
+    s->view.nbytes = n < 0 ? 0 : (size_t)n * qd_dtype_size(v->dtype);
+    s->view.owns_data = 0;
+}
+
+static int has_symbolic_input(const qd_graph *g)
+{
+    for (size_t i = 0; i < g->n_inputs; i++) {
+        const qd_value *v = g->inputs[i];
+        for (int d = 0; d < v->rank; d++)
+            if (v->dims[d] < 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* Builds the steps: one per node that is not folded to a constant. */
+static qd_status plan_steps(qd_engine *e)
+{
+    qd_graph *g = e->graph;
+    e->steps = qd_calloc(g->n_nodes + 1, sizeof *e->steps);
+    if (!e->steps)
+        return engine_fail(e, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        qd_node *n = g->nodes[i];
+        int folded = 1;
+        for (int o = 0; o < n->n_outputs; o++)
+            if (n->outputs[o] && !n->outputs[o]->konst)
+                folded = 0;
+        if (folded)
+            continue;
+        qd_step *st = &e->steps[e->n_steps];
+        st->node = n;
+        if (!qd_engine_select_kernel(e, n, &st->impl))
+            return engine_fail(e, QD_STATUS_UNSUPPORTED,
+                               "node '%s': op '%s' has no kernel in the engine", n->name,
+                               n->op_type);
+        for (int o = 0; o < n->n_outputs; o++)
+            if (n->outputs[o] && !qd_value_shape_known(n->outputs[o]))
+                st->dynamic = 1;
+        e->n_steps++;
+    }
+    return QD_OK;
+}
+
+/* Decides where each value lives and for how long. */
+static void plan_slots(qd_engine *e)
+{
+    qd_graph *g = e->graph;
+    for (size_t i = 0; i < e->n_slots; i++) {
+        qd_slot *s = &e->slots[i];
+        const qd_value *v = g->values[i];
+        s->alias_of = -1;
+        s->first_step = s->last_step = -1;
+        if (v->konst) {
+            s->kind = QD_SLOT_CONST;
+            set_view_shape(s, v);
+            s->view.data = v->konst->data;
+        } else if (v->is_input) {
+            s->kind = QD_SLOT_ARENA;
+            s->first_step = s->last_step = 0;
+        }
+    }
+    for (size_t k = 0; k < e->n_steps; k++) {
+        qd_step *st = &e->steps[k];
+        qd_node *n = st->node;
+        for (int o = 0; o < n->n_outputs; o++) {
+            qd_value *v = n->outputs[o];
+            if (!v || v->konst)
+                continue;
+            qd_slot *s = &e->slots[v->id];
+            s->kind = st->dynamic ? QD_SLOT_DYNAMIC : QD_SLOT_ARENA;
+            s->first_step = s->last_step = (int)k;
+        }
+        /* A reshape-like node's output shares its input's buffer: nothing
+         * runs and nothing is copied. */
+        qd_value *in = n->n_inputs ? n->inputs[0] : NULL;
+        qd_value *out = n->n_outputs ? n->outputs[0] : NULL;
+        if (!st->dynamic && is_view_op(n->op) && in && out && !out->konst &&
+            in->dtype == out->dtype && qd_value_numel(in) == qd_value_numel(out)) {
+            qd_slot *si = &e->slots[in->id], *so = &e->slots[out->id];
+            if (si->kind == QD_SLOT_ARENA) {
+                so->alias_of = root_of(e, in->id);
+                st->impl.run = NULL; /* no-op step */
+            } else if (si->kind == QD_SLOT_CONST) {
+                so->kind = QD_SLOT_CONST;
+                set_view_shape(so, out);
+                so->view.data = si->view.data;
+                st->impl.run = NULL;
+            }
+        }
+    }
+    /* Lifetimes, on the root buffer of each alias chain. */
+    for (size_t k = 0; k < e->n_steps; k++) {
+        qd_node *n = e->steps[k].node;
+        for (int j = 0; j < n->n_inputs; j++) {
+            if (!n->inputs[j])
+                continue;
+            qd_slot *r = &e->slots[root_of(e, n->inputs[j]->id)];
+            if ((int)k > r->last_step)
+                r->last_step = (int)k;
+        }
+        for (int o = 0; o < n->n_outputs; o++) {
+            if (!n->outputs[o])
+                continue;
+            qd_slot *r = &e->slots[root_of(e, n->outputs[o]->id)];
+            if ((int)k > r->last_step)
+                r->last_step = (int)k;
+        }
+    }
+    for (size_t i = 0; i < g->n_outputs; i++) {
+        qd_slot *r = &e->slots[root_of(e, g->outputs[i]->id)];
+        r->last_step = (int)e->n_steps + 1; /* read after the run */
+    }
+    for (size_t i = 0; i < e->n_slots; i++) {
+        qd_slot *s = &e->slots[i];
+        if (s->kind == QD_SLOT_ARENA && s->alias_of < 0) {
+            set_view_shape(s, g->values[i]);
+            s->size = s->view.nbytes;
+        }
+    }
+}
+
+static qd_status place_buffers(qd_engine *e)
+{
+    size_t size = qd_memory_plan(e->slots, e->n_slots, ARENA_ALIGN);
+    if (size == (size_t)-1)
+        return engine_fail(e, QD_STATUS_OUT_OF_MEMORY, "out of memory planning memory");
+    e->arena_size = size;
+    e->arena = qd_malloc(size + ARENA_ALIGN);
+    if (!e->arena)
+        return engine_fail(e, QD_STATUS_OUT_OF_MEMORY,
+                           "out of memory allocating %zu bytes of activations", size);
+    char *base = (char *)(((uintptr_t)e->arena + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN);
+    for (size_t i = 0; i < e->n_slots; i++) {
+        qd_slot *s = &e->slots[i];
+        if (s->kind != QD_SLOT_ARENA)
+            continue;
+        if (s->alias_of < 0) {
+            s->view.data = base + s->offset;
+        } else {
+            const qd_slot *r = &e->slots[root_of(e, (int)i)];
+            set_view_shape(s, e->graph->values[i]);
+            s->view.data = base + r->offset;
+        }
+    }
+    return QD_OK;
+}
+
+/* The argument block of a step, pointing at the slots' current views. */
+typedef struct step_io {
+    const qd_tensor *in[64];
+    qd_tensor *out[16];
+} step_io;
+
+static qd_status fill_args(qd_engine *e, qd_step *st, step_io *io, qd_kernel_args *a)
+{
+    qd_node *n = st->node;
+    if (n->n_inputs > 64 || n->n_outputs > 16)
+        return engine_fail(e, QD_STATUS_UNSUPPORTED, "node '%s': too many inputs or outputs",
+                           n->name);
+    for (int j = 0; j < n->n_inputs; j++)
+        io->in[j] = n->inputs[j] ? &e->slots[n->inputs[j]->id].view : NULL;
+    for (int o = 0; o < n->n_outputs; o++)
+        io->out[o] = n->outputs[o] ? &e->slots[n->outputs[o]->id].view : NULL;
+    *a = (qd_kernel_args){n, e->graph, n->n_inputs, io->in, n->n_outputs, io->out,
+                          e->opt.threads, st->state};
+    return QD_OK;
+}
+
+void qd_engine_delete(qd_engine *e)
+{
+    if (!e)
+        return;
+    for (size_t k = 0; k < e->n_steps; k++)
+        if (e->steps[k].impl.release && e->steps[k].state)
+            e->steps[k].impl.release(e->steps[k].state);
+    for (size_t i = 0; i < e->n_dynamic; i++)
+        qd_free(e->dynamic_buffers[i]);
+    qd_free(e->dynamic_buffers);
+    qd_free(e->steps);
+    qd_free(e->slots);
+    qd_free(e->arena);
+    qd_free(e);
+}
+
+qd_status qd_engine_create(qd_graph *g, const qd_engine_options *options, qd_engine **out)
+{
+    qd_engine *e = qd_calloc(1, sizeof *e);
+    *out = e;
+    if (!e)
+        return QD_STATUS_OUT_OF_MEMORY;
+    if (!g)
+        return engine_fail(e, QD_STATUS_INVALID_ARGUMENT, "no graph given");
+    e->graph = g;
+    if (options)
+        e->opt = *options;
+    if (e->opt.batch <= 0)
+        e->opt.batch = 1;
+#ifdef _OPENMP
+    if (e->opt.threads <= 0)
+        e->opt.threads = omp_get_num_procs();
+#else
+    e->opt.threads = 1;
+#endif
+    qd_status st;
+    if (has_symbolic_input(g) && (st = qd_graph_bind_dim(g, "*", e->opt.batch)) != QD_OK)
+        return from_graph(e, st);
+    if ((st = qd_graph_infer_shapes(g)) != QD_OK || (st = qd_graph_verify(g)) != QD_OK)
+        return from_graph(e, st);
+    for (size_t i = 0; i < g->n_inputs; i++)
+        if (!qd_value_shape_known(g->inputs[i]) || g->inputs[i]->dtype == QD_DT_UNDEFINED)
+            return engine_fail(e, QD_STATUS_SHAPE_ERROR,
+                               "graph input '%s' has no fixed shape or type", g->inputs[i]->name);
+    e->n_slots = g->n_values;
+    e->slots = qd_calloc(e->n_slots + 1, sizeof *e->slots);
+    if (!e->slots)
+        return engine_fail(e, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+    if ((st = plan_steps(e)) != QD_OK)
+        return st;
+    plan_slots(e);
+    if ((st = place_buffers(e)) != QD_OK)
+        return st;
+    for (size_t k = 0; k < e->n_steps; k++) {
+        qd_step *s = &e->steps[k];
+        if (!s->impl.prepare || !s->impl.run || s->dynamic)
+            continue;
+        step_io io;
+        qd_kernel_args a;
+        if ((st = fill_args(e, s, &io, &a)) != QD_OK)
+            return st;
+        if ((st = s->impl.prepare(&a, &s->state)) != QD_OK)
+            return from_graph(e, st);
+    }
+    return QD_OK;
+}
+
+/* Output shapes of a dynamic step from the actual input data: small integer
+ * inputs (shapes, axes, pads) are shown to the shape function as constants. */
+static qd_status run_dynamic_shapes(qd_engine *e, qd_step *st)
+{
+    qd_node *n = st->node;
+    qd_tensor *borrowed[64] = {0};
+    for (int j = 0; j < n->n_inputs && j < 64; j++) {
+        qd_value *v = n->inputs[j];
+        if (!v || v->konst)
+            continue;
+        const qd_slot *s = &e->slots[v->id];
+        qd_value_set_shape(v, s->view.dtype, s->view.rank, s->view.dims);
+        int64_t numel = qd_numel(s->view.rank, s->view.dims);
+        if (!qd_dtype_is_float(s->view.dtype) && numel <= QD_FOLD_MAX_ELEMENTS) {
+            borrowed[j] = qd_tensor_wrap(s->view.dtype, s->view.rank, s->view.dims,
+                                         s->view.data, 0);
+            v->konst = borrowed[j];
+        }
+    }
+    qd_shape_fn fn = qd_shape_fn_of(n->op);
+    qd_status rc = fn ? fn(e->graph, n) : QD_STATUS_UNSUPPORTED;
+    for (int j = 0; j < n->n_inputs && j < 64; j++) {
+        if (borrowed[j]) {
+            n->inputs[j]->konst = NULL;
+            qd_tensor_delete(borrowed[j]);
+        }
+    }
+    if (rc != QD_OK)
+        return from_graph(e, rc);
+    for (int o = 0; o < n->n_outputs; o++) {
+        qd_value *v = n->outputs[o];
+        if (!v)
+            continue;
+        if (!qd_value_shape_known(v))
+            return engine_fail(e, QD_STATUS_SHAPE_ERROR,
+                               "node '%s' (%s): output '%s' has no shape even at run time",
+                               n->name, n->op_type, v->name);
+        qd_slot *s = &e->slots[v->id];
+        set_view_shape(s, v);
+        void *buf = qd_malloc(s->view.nbytes ? s->view.nbytes : 1);
+        if (!buf || qd_grow((void **)&e->dynamic_buffers, &e->dynamic_cap, e->n_dynamic + 1,
+                            sizeof *e->dynamic_buffers) != 0) {
+            qd_free(buf);
+            return engine_fail(e, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+        }
+        memset(buf, 0, s->view.nbytes);
+        e->dynamic_buffers[e->n_dynamic++] = buf;
+        s->view.data = buf;
+    }
+    return QD_OK;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+qd_status qd_engine_run(qd_engine *e)
+{
+    if (!e || !e->slots)
+        return QD_STATUS_INVALID_ARGUMENT;
+    for (size_t i = 0; i < e->n_dynamic; i++)
+        qd_free(e->dynamic_buffers[i]);
+    e->n_dynamic = 0;
+#ifdef _OPENMP
+    omp_set_num_threads(e->opt.threads);
+#endif
+    for (size_t k = 0; k < e->n_steps; k++) {
+        qd_step *st = &e->steps[k];
+        qd_status rc;
+        if (st->dynamic && (rc = run_dynamic_shapes(e, st)) != QD_OK)
+            return rc;
+        if (!st->impl.run)
+            continue;
+        step_io io;
+        qd_kernel_args a;
+        if ((rc = fill_args(e, st, &io, &a)) != QD_OK)
+            return rc;
+        double t0 = e->opt.profile ? now_ms() : 0;
+        rc = st->impl.run(&a);
+        if (e->opt.profile) {
+            st->total_ms += now_ms() - t0;
+            st->calls++;
+        }
+        if (rc != QD_OK)
+            return from_graph(e, rc);
+    }
+    e->ran = 1;
+    return QD_OK;
+}
+
+int qd_engine_input_count(const qd_engine *e) { return e && e->graph ? (int)e->graph->n_inputs : 0; }
+int qd_engine_output_count(const qd_engine *e)
+{
+    return e && e->graph ? (int)e->graph->n_outputs : 0;
+}
+
+static void fill_info(const qd_engine *e, const qd_value *v, qd_tensor_info *info)
+{
+    const qd_slot *s = &e->slots[v->id];
+    info->name = v->name;
+    info->dtype = (int)s->view.dtype;
+    info->rank = s->view.rank;
+    info->dims = s->view.dims;
+    info->data = s->view.data;
+    info->nbytes = s->view.nbytes;
+}
+
+qd_status qd_engine_input_info(qd_engine *e, int index, qd_tensor_info *info)
+{
+    if (!e || !e->slots || index < 0 || (size_t)index >= e->graph->n_inputs)
+        return QD_STATUS_INVALID_ARGUMENT;
+    fill_info(e, e->graph->inputs[index], info);
+    return QD_OK;
+}
+
+qd_status qd_engine_output_info(qd_engine *e, int index, qd_tensor_info *info)
+{
+    if (!e || !e->slots || index < 0 || (size_t)index >= e->graph->n_outputs)
+        return QD_STATUS_INVALID_ARGUMENT;
+    fill_info(e, e->graph->outputs[index], info);
+    return QD_OK;
+}
+
+qd_status qd_engine_set_input(qd_engine *e, const char *name, int dtype, int rank,
+                              const int64_t *dims, const void *data)
+{
+    if (!e || !e->slots || !name)
+        return QD_STATUS_INVALID_ARGUMENT;
+    qd_value *v = qd_graph_find_value(e->graph, name);
+    if (!v || !v->is_input)
+        return engine_fail(e, QD_STATUS_INVALID_ARGUMENT, "the model has no input named '%s'",
+                           name);
+    qd_slot *s = &e->slots[v->id];
+    char want[128], got[128];
+    if (dtype != (int)s->view.dtype)
+        return engine_fail(e, QD_STATUS_SHAPE_ERROR, "input '%s': expected %s data, got %s",
+                           name, qd_dtype_name(s->view.dtype), qd_dtype_name((qd_dtype)dtype));
+    int same = rank == s->view.rank;
+    for (int i = 0; same && i < rank; i++)
+        same = dims[i] == s->view.dims[i];
+    if (!same) {
+        qd_value_shape_str(v, want, sizeof want);
+        size_t off = 0;
+        got[0] = '\0';
+        for (int i = 0; i < rank && off < sizeof got; i++)
+            off += (size_t)snprintf(got + off, sizeof got - off, "%s%lld", i ? "x" : "",
+                                    (long long)dims[i]);
+        return engine_fail(e, QD_STATUS_SHAPE_ERROR, "input '%s': expected shape %s, got %s",
+                           name, want, rank ? got : "scalar");
+    }
+    if (s->view.nbytes)
+        memcpy(s->view.data, data, s->view.nbytes);
+    return QD_OK;
+}
+
+typedef struct op_time {
+    const char *op_type;
+    const char *impl;
+    double ms;
+    int64_t calls;
+    int nodes;
+} op_time;
+
+qd_status qd_engine_profile(qd_engine *e, FILE *out, int per_node)
+{
+    if (!e || !out)
+        return QD_STATUS_INVALID_ARGUMENT;
+    if (!e->opt.profile)
+        return engine_fail(e, QD_STATUS_INVALID_ARGUMENT, "the engine was built without profile");
+    double total = 0;
+    for (size_t k = 0; k < e->n_steps; k++)
+        total += e->steps[k].total_ms;
+    int64_t runs = 0;
+    for (size_t k = 0; k < e->n_steps; k++)
+        if (e->steps[k].calls > runs)
+            runs = e->steps[k].calls;
+    if (runs == 0)
+        runs = 1;
+    if (per_node) {
+        fprintf(out, "%-48s %-22s %-6s %10s %7s\n", "node", "op", "kernel", "ms/run", "share");
+        for (size_t k = 0; k < e->n_steps; k++) {
+            const qd_step *s = &e->steps[k];
+            if (!s->impl.run)
+                continue;
+            fprintf(out, "%-48s %-22s %-6s %10.3f %6.1f%%\n", s->node->name, s->node->op_type,
+                    s->impl.name, s->total_ms / (double)runs,
+                    total > 0 ? 100.0 * s->total_ms / total : 0.0);
+        }
+        return QD_OK;
+    }
+    op_time *t = qd_calloc(e->n_steps + 1, sizeof *t);
+    if (!t)
+        return engine_fail(e, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+    size_t n = 0;
+    for (size_t k = 0; k < e->n_steps; k++) {
+        const qd_step *s = &e->steps[k];
+        if (!s->impl.run)
+            continue;
+        size_t j = 0;
+        while (j < n && (strcmp(t[j].op_type, s->node->op_type) || strcmp(t[j].impl, s->impl.name)))
+            j++;
+        if (j == n) {
+            t[n].op_type = s->node->op_type;
+            t[n].impl = s->impl.name;
+            n++;
+        }
+        t[j].ms += s->total_ms;
+        t[j].nodes++;
+    }
+    /* Largest first. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && t[j].ms > t[j - 1].ms; j--) {
+            op_time tmp = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = tmp;
+        }
+    fprintf(out, "%-24s %-6s %6s %10s %7s\n", "op", "kernel", "nodes", "ms/run", "share");
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%-24s %-6s %6d %10.3f %6.1f%%\n", t[i].op_type, t[i].impl, t[i].nodes,
+                t[i].ms / (double)runs, total > 0 ? 100.0 * t[i].ms / total : 0.0);
+    fprintf(out, "%-24s %-6s %6s %10.3f\n", "total", "", "", total / (double)runs);
+    qd_free(t);
+    return QD_OK;
+}

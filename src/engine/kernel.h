@@ -1,0 +1,30 @@
+/* The kernel contract: what every kernel (reference, oneDNN, own SIMD) is
+ * given. The executor has already inferred shapes and allocated the outputs;
+ * a kernel only computes. */
+#ifndef QD_ENGINE_KERNEL_H
+#define QD_ENGINE_KERNEL_H
+
+#include "base/status.h"
+#include "ir/graph.h"
+#include "ir/tensor.h"
+
+typedef struct qd_kernel_args {
+    const qd_node *node;            /* attributes (qd_node_attr*), name for errors */
+    qd_graph *graph;                /* for attribute getters' error messages */
+    int n_inputs;
+    const qd_tensor *const *inputs; /* NULL entry: omitted optional input */
+    int n_outputs;
+    qd_tensor *const *outputs;      /* dtype, rank, dims set; data allocated; NULL: omitted */
+    int n_threads;
+    void *state; /* what the kernel's prepare step made (packed weights,
+                    oneDNN primitives); NULL for reference kernels */
+} qd_kernel_args;
+
+/* A kernel returns QD_OK or fails with qd_graph_fail(a->graph, ...) naming
+ * the node. */
+typedef qd_status (*qd_kernel_fn)(const qd_kernel_args *a);
+
+/* The portable reference kernel of op, or NULL when the engine has none. */
+qd_kernel_fn qd_ref_kernel(qd_op op);
+
+#endif
