@@ -388,7 +388,11 @@ static qd_status load_from_memory(qd_graph *g, const void *data, size_t size)
 {
     if (size == 0)
         return qd_graph_fail(g, QD_STATUS_INVALID_MODEL, "empty file, not an ONNX model");
-    Onnx__ModelProto *mp = onnx__model_proto__unpack(&qd_protobuf_allocator, size, data);
+    int alloc_failed;
+    ProtobufCAllocator alloc = qd_protobuf_allocator_tracking(&alloc_failed);
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(&alloc, size, data);
+    if (!mp && alloc_failed)
+        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "out of memory parsing the model");
     if (!mp)
         return qd_graph_fail(g, QD_STATUS_INVALID_MODEL,
                              "not an ONNX model (protobuf parse failed: truncated or corrupt)");

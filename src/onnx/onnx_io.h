@@ -10,6 +10,8 @@
 
 /* protobuf-c allocations go through the library's allocator hook. */
 extern ProtobufCAllocator qd_protobuf_allocator;
+/* The same, recording in *failed whether an allocation failed. */
+ProtobufCAllocator qd_protobuf_allocator_tracking(int *failed);
 
 /* Converts a TensorProto into a tensor. Takes ownership of raw_data (the
  * proto's field is cleared) so initializers are copied only once: by the

@@ -116,9 +116,12 @@ qd_status qd_tensor_from_proto(qd_graph *g, Onnx__TensorProto *tp, const char *w
     if (qd_dtype_size(dtype) == 0)
         return qd_graph_fail(g, QD_STATUS_INVALID_MODEL, "%s: unknown data type %d", what,
                              (int)dtype);
+    int64_t count = qd_numel((int)tp->n_dims, tp->dims);
+    if (count < 0 || (uint64_t)count > SIZE_MAX / qd_dtype_size(dtype))
+        return qd_graph_fail(g, QD_STATUS_INVALID_MODEL, "%s: shape too large", what);
     qd_tensor *t = qd_tensor_wrap(dtype, (int)tp->n_dims, tp->dims, NULL, 1);
     if (!t)
-        return qd_graph_fail(g, QD_STATUS_INVALID_MODEL, "%s: shape too large", what);
+        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "%s: out of memory", what);
     int64_t numel = qd_numel(t->rank, t->dims);
     qd_status st = QD_OK;
 

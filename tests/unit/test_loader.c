@@ -404,6 +404,9 @@ static void test_out_of_memory(void **state)
         qd_set_allocator(NULL);
         if (st == QD_OK)
             succeeded = 1;
+        else if (!(st == QD_STATUS_OUT_OF_MEMORY || g == NULL ||
+                   strstr(qd_graph_error(g), "memory") != NULL))
+            { fprintf(stderr, "allocation %ld: status %d: %s\n", n, (int)st, qd_graph_error(g)); fail(); }
         else
             assert_true(st == QD_STATUS_OUT_OF_MEMORY || g == NULL ||
                         strstr(qd_graph_error(g), "memory") != NULL);
