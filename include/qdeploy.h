@@ -73,6 +73,11 @@ qd_status qd_graph_infer_shapes(qd_graph *graph);
  * mismatches, unknown ops. The error names the node. */
 qd_status qd_graph_verify(qd_graph *graph);
 
+/* Removes what no later stage needs: folded constants become initializers,
+ * Identity and inference Dropout go, BatchNormalization after a Conv is
+ * folded into the Conv. Run after qd_graph_infer_shapes. Output names stay. */
+qd_status qd_graph_simplify(qd_graph *graph);
+
 /* Writes the graph as ONNX, atomically: a temporary file in the same folder,
  * then a rename. Refuses to overwrite the file the graph was loaded from. */
 qd_status qd_graph_save(qd_graph *graph, const char *path);

@@ -71,15 +71,43 @@ static int has_symbolic_input(const qd_graph *g)
     return 0;
 }
 
-/* Builds the steps: one per node that is not folded to a constant. */
+/* The values a step reads and writes (see qd_step). */
+static void step_io_lists(qd_step *st)
+{
+    qd_node *n = st->node;
+    st->n_inputs = 0;
+    for (int j = 0; j < n->n_inputs && st->n_inputs < QD_STEP_MAX_INPUTS; j++)
+        st->inputs[st->n_inputs++] = n->inputs[j];
+    qd_value *carried = n->n_outputs ? n->outputs[0] : NULL;
+    qd_node *last = n;
+    for (int f = 0; f < st->n_fused; f++) {
+        qd_node *fn = st->fused[f];
+        for (int j = 0; j < fn->n_inputs && st->n_inputs < QD_STEP_MAX_INPUTS; j++)
+            if (fn->inputs[j] != carried && (fn->n_inputs > 1 && j < 2 && fn->op == QD_OP_ADD))
+                st->inputs[st->n_inputs++] = fn->inputs[j];
+        carried = fn->n_outputs ? fn->outputs[0] : NULL;
+        last = fn;
+    }
+    st->n_outputs = 0;
+    for (int o = 0; o < last->n_outputs && st->n_outputs < QD_STEP_MAX_OUTPUTS; o++)
+        st->outputs[st->n_outputs++] = last->outputs[o];
+}
+
+/* Builds the steps: one per node that is not folded to a constant or fused
+ * into an earlier step. */
 static qd_status plan_steps(qd_engine *e)
 {
     qd_graph *g = e->graph;
     e->steps = qd_calloc(g->n_nodes + 1, sizeof *e->steps);
-    if (!e->steps)
+    unsigned char *taken = qd_calloc(g->n_nodes + 1, 1);
+    if (!e->steps || !taken) {
+        qd_free(taken);
         return engine_fail(e, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+    }
     for (size_t i = 0; i < g->n_nodes; i++) {
         qd_node *n = g->nodes[i];
+        if (taken[n->id])
+            continue;
         int folded = 1;
         for (int o = 0; o < n->n_outputs; o++)
             if (n->outputs[o] && !n->outputs[o]->konst)
@@ -88,15 +116,26 @@ static qd_status plan_steps(qd_engine *e)
             continue;
         qd_step *st = &e->steps[e->n_steps];
         st->node = n;
-        if (!qd_engine_select_kernel(e, n, &st->impl))
+        if (n->n_inputs > QD_STEP_MAX_INPUTS || n->n_outputs > QD_STEP_MAX_OUTPUTS) {
+            qd_free(taken);
+            return engine_fail(e, QD_STATUS_UNSUPPORTED, "node '%s': too many inputs or outputs",
+                               n->name);
+        }
+        if (!qd_engine_select_kernel(e, n, &st->impl)) {
+            qd_free(taken);
             return engine_fail(e, QD_STATUS_UNSUPPORTED,
                                "node '%s': op '%s' has no kernel in the engine", n->name,
                                n->op_type);
+        }
         for (int o = 0; o < n->n_outputs; o++)
             if (n->outputs[o] && !qd_value_shape_known(n->outputs[o]))
                 st->dynamic = 1;
+        if (!st->dynamic)
+            qd_engine_fuse_step(e, st, taken);
+        step_io_lists(st);
         e->n_steps++;
     }
+    qd_free(taken);
     return QD_OK;
 }
 
@@ -121,8 +160,8 @@ static void plan_slots(qd_engine *e)
     for (size_t k = 0; k < e->n_steps; k++) {
         qd_step *st = &e->steps[k];
         qd_node *n = st->node;
-        for (int o = 0; o < n->n_outputs; o++) {
-            qd_value *v = n->outputs[o];
+        for (int o = 0; o < st->n_outputs; o++) {
+            qd_value *v = st->outputs[o];
             if (!v || v->konst)
                 continue;
             qd_slot *s = &e->slots[v->id];
@@ -133,7 +172,7 @@ static void plan_slots(qd_engine *e)
          * runs and nothing is copied. */
         qd_value *in = n->n_inputs ? n->inputs[0] : NULL;
         qd_value *out = n->n_outputs ? n->outputs[0] : NULL;
-        if (!st->dynamic && is_view_op(n->op) && in && out && !out->konst &&
+        if (!st->dynamic && !st->n_fused && is_view_op(n->op) && in && out && !out->konst &&
             in->dtype == out->dtype && qd_value_numel(in) == qd_value_numel(out)) {
             qd_slot *si = &e->slots[in->id], *so = &e->slots[out->id];
             if (si->kind == QD_SLOT_ARENA) {
@@ -149,18 +188,18 @@ static void plan_slots(qd_engine *e)
     }
     /* Lifetimes, on the root buffer of each alias chain. */
     for (size_t k = 0; k < e->n_steps; k++) {
-        qd_node *n = e->steps[k].node;
-        for (int j = 0; j < n->n_inputs; j++) {
-            if (!n->inputs[j])
+        const qd_step *st = &e->steps[k];
+        for (int j = 0; j < st->n_inputs; j++) {
+            if (!st->inputs[j])
                 continue;
-            qd_slot *r = &e->slots[root_of(e, n->inputs[j]->id)];
+            qd_slot *r = &e->slots[root_of(e, st->inputs[j]->id)];
             if ((int)k > r->last_step)
                 r->last_step = (int)k;
         }
-        for (int o = 0; o < n->n_outputs; o++) {
-            if (!n->outputs[o])
+        for (int o = 0; o < st->n_outputs; o++) {
+            if (!st->outputs[o])
                 continue;
-            qd_slot *r = &e->slots[root_of(e, n->outputs[o]->id)];
+            qd_slot *r = &e->slots[root_of(e, st->outputs[o]->id)];
             if ((int)k > r->last_step)
                 r->last_step = (int)k;
         }
@@ -206,23 +245,26 @@ static qd_status place_buffers(qd_engine *e)
 
 /* The argument block of a step, pointing at the slots' current views. */
 typedef struct step_io {
-    const qd_tensor *in[64];
-    qd_tensor *out[16];
+    const qd_tensor *in[QD_STEP_MAX_INPUTS];
+    qd_tensor *out[QD_STEP_MAX_OUTPUTS];
 } step_io;
 
-static qd_status fill_args(qd_engine *e, qd_step *st, step_io *io, qd_kernel_args *a)
+static void fill_args(qd_engine *e, qd_step *st, step_io *io, qd_kernel_args *a)
 {
-    qd_node *n = st->node;
-    if (n->n_inputs > 64 || n->n_outputs > 16)
-        return engine_fail(e, QD_STATUS_UNSUPPORTED, "node '%s': too many inputs or outputs",
-                           n->name);
-    for (int j = 0; j < n->n_inputs; j++)
-        io->in[j] = n->inputs[j] ? &e->slots[n->inputs[j]->id].view : NULL;
-    for (int o = 0; o < n->n_outputs; o++)
-        io->out[o] = n->outputs[o] ? &e->slots[n->outputs[o]->id].view : NULL;
-    *a = (qd_kernel_args){n, e->graph, n->n_inputs, io->in, n->n_outputs, io->out,
-                          e->opt.threads, st->state};
-    return QD_OK;
+    for (int j = 0; j < st->n_inputs; j++)
+        io->in[j] = st->inputs[j] ? &e->slots[st->inputs[j]->id].view : NULL;
+    for (int o = 0; o < st->n_outputs; o++)
+        io->out[o] = st->outputs[o] ? &e->slots[st->outputs[o]->id].view : NULL;
+    *a = (qd_kernel_args){.node = st->node,
+                          .graph = e->graph,
+                          .n_inputs = st->n_inputs,
+                          .inputs = io->in,
+                          .n_outputs = st->n_outputs,
+                          .outputs = io->out,
+                          .n_threads = e->opt.threads,
+                          .state = st->state,
+                          .fused = (const qd_node *const *)st->fused,
+                          .n_fused = st->n_fused};
 }
 
 void qd_engine_delete(qd_engine *e)
@@ -284,8 +326,7 @@ qd_status qd_engine_create(qd_graph *g, const qd_engine_options *options, qd_eng
             continue;
         step_io io;
         qd_kernel_args a;
-        if ((st = fill_args(e, s, &io, &a)) != QD_OK)
-            return st;
+        fill_args(e, s, &io, &a);
         if ((st = s->impl.prepare(&a, &s->state)) != QD_OK)
             return from_graph(e, st);
     }
@@ -370,8 +411,7 @@ qd_status qd_engine_run(qd_engine *e)
             continue;
         step_io io;
         qd_kernel_args a;
-        if ((rc = fill_args(e, st, &io, &a)) != QD_OK)
-            return rc;
+        fill_args(e, st, &io, &a);
         double t0 = e->opt.profile ? now_ms() : 0;
         rc = st->impl.run(&a);
         if (e->opt.profile) {

@@ -33,8 +33,20 @@ typedef struct qd_kernel_impl {
     void (*release)(void *state);
 } qd_kernel_impl;
 
+#define QD_MAX_FUSED 4
+#define QD_STEP_MAX_INPUTS 64
+#define QD_STEP_MAX_OUTPUTS 16
+
 typedef struct qd_step {
-    qd_node *node;
+    qd_node *node;                     /* the anchor: Conv, MatMul, ... or any op */
+    qd_node *fused[QD_MAX_FUSED];      /* nodes run inside this step, in order */
+    int n_fused;
+    /* What the step reads and writes: the anchor's inputs, then each fused
+     * node's other operand; the last node's outputs. NULL: omitted. */
+    qd_value *inputs[QD_STEP_MAX_INPUTS];
+    int n_inputs;
+    qd_value *outputs[QD_STEP_MAX_OUTPUTS];
+    int n_outputs;
     qd_kernel_impl impl;
     void *state;
     int dynamic; /* output shapes computed at run time */
@@ -60,6 +72,11 @@ struct qd_engine {
 /* Picks the best kernel for a node: a fast one unless opt.reference, else
  * the reference kernel. Returns 0 when the node has no kernel at all. */
 int qd_engine_select_kernel(const qd_engine *e, const qd_node *n, qd_kernel_impl *impl);
+
+/* With a fast kernel chosen for step->node, absorbs the nodes that follow it
+ * and that the kernel can run as post-ops (activations, a residual Add).
+ * `taken` marks nodes (by id) already absorbed. */
+void qd_engine_fuse_step(const qd_engine *e, qd_step *step, unsigned char *taken);
 
 /* Places every ARENA slot: offsets such that values alive at the same step
  * never overlap. Returns the arena size. */

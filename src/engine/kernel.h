@@ -18,6 +18,11 @@ typedef struct qd_kernel_args {
     int n_threads;
     void *state; /* what the kernel's prepare step made (packed weights,
                     oneDNN primitives); NULL for reference kernels */
+    /* Nodes fused into this step after `node`, in order (activations, a
+     * residual Add). Each fused Add's other operand is appended to
+     * inputs, in order; outputs are the last fused node's outputs. */
+    const qd_node *const *fused;
+    int n_fused;
 } qd_kernel_args;
 
 /* A kernel returns QD_OK or fails with qd_graph_fail(a->graph, ...) naming

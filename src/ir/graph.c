@@ -158,6 +158,23 @@ qd_value *qd_graph_new_value(qd_graph *g, const char *name, const char *hint)
     return v;
 }
 
+qd_value *qd_graph_add_initializer(qd_graph *g, const char *hint, qd_tensor *t)
+{
+    qd_value *v = qd_graph_find_value(g, hint) ? qd_graph_new_value(g, NULL, hint)
+                                               : qd_graph_new_value(g, hint, NULL);
+    if (!v || qd_grow((void **)&g->initializers, &g->initializers_cap, g->n_initializers + 1,
+                      sizeof *g->initializers) != 0) {
+        qd_tensor_delete(t);
+        if (v)
+            qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+        return NULL;
+    }
+    qd_value_set_const(v, t);
+    v->is_initializer = 1;
+    g->initializers[g->n_initializers++] = v;
+    return v;
+}
+
 void qd_value_set_const(qd_value *v, qd_tensor *t)
 {
     if (v->konst != t)
@@ -351,6 +368,16 @@ void qd_graph_replace_uses(qd_graph *g, qd_value *from, qd_value *to)
 
 void qd_graph_prune_values(qd_graph *g)
 {
+    /* Initializers nothing reads any more are dropped too. */
+    size_t w = 0;
+    for (size_t i = 0; i < g->n_initializers; i++) {
+        qd_value *v = g->initializers[i];
+        if (!v->n_uses && !v->is_output)
+            v->is_initializer = 0;
+        else
+            g->initializers[w++] = v;
+    }
+    g->n_initializers = w;
     size_t k = 0;
     for (size_t i = 0; i < g->n_values; i++) {
         qd_value *v = g->values[i];

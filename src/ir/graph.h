@@ -155,6 +155,9 @@ qd_value *qd_graph_find_value(const qd_graph *g, const char *name);
 /* Creates a value named `name`, or a fresh unique name derived from `hint`
  * when name is NULL. Fails (NULL, error set) if the name is taken. */
 qd_value *qd_graph_new_value(qd_graph *g, const char *name, const char *hint);
+/* Adds an initializer value named from `hint` (made unique) holding t (the
+ * graph takes t, also on failure). NULL on out of memory. */
+qd_value *qd_graph_add_initializer(qd_graph *g, const char *hint, qd_tensor *t);
 /* Makes v a constant with data t (the graph takes t). */
 void qd_value_set_const(qd_value *v, qd_tensor *t);
 /* Copies the shape of t onto v. */

@@ -79,6 +79,10 @@ int qd_cli_bench(int argc, char **argv)
         rc = qd_cli_fail_model(model, g, st);
         goto done;
     }
+    if ((st = qd_graph_infer_shapes(g)) != QD_OK || (st = qd_graph_simplify(g)) != QD_OK) {
+        rc = qd_cli_fail_model(model, g, st);
+        goto done;
+    }
     if (qd_engine_create(g, &opt, &e) != QD_OK) {
         rc = qd_cli_fail("%s: %s", model, qd_engine_error(e));
         goto done;

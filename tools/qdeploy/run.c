@@ -116,6 +116,10 @@ int qd_cli_run(int argc, char **argv)
         if (v->rank > 0 && v->dims[0] < 0 && data[i]->rank > 0)
             opt.batch = data[i]->dims[0];
     }
+    if ((st = qd_graph_infer_shapes(g)) != QD_OK || (st = qd_graph_simplify(g)) != QD_OK) {
+        rc = qd_cli_fail_model(model, g, st);
+        goto done;
+    }
     if ((st = qd_engine_create(g, &opt, &e)) != QD_OK) {
         rc = qd_cli_fail("%s: %s", model, qd_engine_error(e));
         goto done;

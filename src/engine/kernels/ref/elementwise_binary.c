@@ -185,9 +185,9 @@ static void bplan_run(const bplan *p, row_fn fn, const void *const *in, const si
 #define GEN_FMOD_S(P, sfx, S, C, U) ARITH(fmod, sfx, S, C, (y == 0 || y == -1) ? (C)0 : (C)(x % y))
 #define GEN_FMOD_U(P, sfx, S, C, U) ARITH(fmod, sfx, S, C, y == 0 ? (C)0 : (C)(x % y))
 /* fmod=0: sign of the divisor (Python %). */
-#define GEN_PYMOD_F(P, sfx, S, C, U) ARITH(pymod, sfx, S, C, pymod_##sfx(x, y))
-#define GEN_PYMOD_S(P, sfx, S, C, U) ARITH(pymod, sfx, S, C, pymod_##sfx(x, y))
-#define GEN_PYMOD_U GEN_FMOD_U
+#define GEN_PYMOD_F(P, sfx, S, C, U) ARITH(pymod, sfx, S, C, pymod1_##sfx(x, y))
+#define GEN_PYMOD_S(P, sfx, S, C, U) ARITH(pymod, sfx, S, C, pymod1_##sfx(x, y))
+#define GEN_PYMOD_U(P, sfx, S, C, U) ARITH(pymod, sfx, S, C, y == 0 ? (C)0 : (C)(x % y))
 #define GEN_POW_F(P, sfx, S, C, U) ARITH(pow, sfx, S, C, pow(x, y))
 /* Comparisons: bool result. */
 #define CMP(name, sfx, S, C, EXPR) BIN_ROW(name, sfx, S, C, uint8_t, STORE_BOOL, EXPR)
@@ -201,7 +201,7 @@ static void bplan_run(const bplan *p, row_fn fn, const void *const *in, const si
 #define GEN_XOR(P, sfx, S, C, U) CMP(xor, sfx, S, C, (x != 0) != (y != 0))
 
 #define DEF_PYMOD_F(P, sfx, S, C, U)                                                               \
-    static inline C pymod_##sfx(C x, C y)                                                          \
+    static inline C pymod1_##sfx(C x, C y)                                                          \
     {                                                                                              \
         C r = fmod(x, y);                                                                          \
         if (r != 0 && ((r < 0) != (y < 0)))                                                        \
@@ -209,7 +209,7 @@ static void bplan_run(const bplan *p, row_fn fn, const void *const *in, const si
         return r;                                                                                  \
     }
 #define DEF_PYMOD_S(P, sfx, S, C, U)                                                               \
-    static inline C pymod_##sfx(C x, C y)                                                          \
+    static inline C pymod1_##sfx(C x, C y)                                                          \
     {                                                                                              \
         if (y == 0 || y == -1)                                                                     \
             return 0;                                                                              \
@@ -374,13 +374,12 @@ static qd_status pow_generic(const qd_kernel_args *a, const qd_tensor *x, const 
                              qd_tensor *out)
 {
     qd_dtype ct = is_int_dtype(x->dtype) && is_int_dtype(y->dtype) ? QD_DT_INT64 : QD_DT_DOUBLE;
-    qd_tensor cx, cy, co;
+    qd_tensor cx, cy, co = *out;
     void *bx = NULL, *by = NULL, *bo = NULL;
     qd_status st = converted(a, x, ct, &cx, &bx);
     if (st == QD_OK)
         st = converted(a, y, ct, &cy, &by);
     if (st == QD_OK) {
-        co = *out;
         co.dtype = ct;
         if (out->dtype != ct) {
             int64_t n = qd_numel(out->rank, out->dims);
