@@ -36,8 +36,13 @@ static qd_status from_graph(qd_engine *e, qd_status st)
 
 const char *qd_engine_error(const qd_engine *e) { return e ? e->err.message : "out of memory"; }
 
-static int is_view_op(qd_op op)
+/* Ops whose single output is their first input's data, reshaped. */
+static int is_view_op(const qd_node *n)
 {
+    qd_op op = n->op;
+    for (int o = 1; o < n->n_outputs; o++)
+        if (n->outputs[o])
+            return 0; /* e.g. Dropout's mask must be written */
     return op == QD_OP_RESHAPE || op == QD_OP_FLATTEN || op == QD_OP_SQUEEZE ||
            op == QD_OP_UNSQUEEZE || op == QD_OP_IDENTITY || op == QD_OP_DROPOUT;
 }
@@ -172,7 +177,7 @@ static void plan_slots(qd_engine *e)
          * runs and nothing is copied. */
         qd_value *in = n->n_inputs ? n->inputs[0] : NULL;
         qd_value *out = n->n_outputs ? n->outputs[0] : NULL;
-        if (!st->dynamic && !st->n_fused && is_view_op(n->op) && in && out && !out->konst &&
+        if (!st->dynamic && !st->n_fused && is_view_op(n) && in && out && !out->konst &&
             in->dtype == out->dtype && qd_value_numel(in) == qd_value_numel(out)) {
             qd_slot *si = &e->slots[in->id], *so = &e->slots[out->id];
             if (si->kind == QD_SLOT_ARENA) {
@@ -346,7 +351,8 @@ static qd_status run_dynamic_shapes(qd_engine *e, qd_step *st)
         const qd_slot *s = &e->slots[v->id];
         qd_value_set_shape(v, s->view.dtype, s->view.rank, s->view.dims);
         int64_t numel = qd_numel(s->view.rank, s->view.dims);
-        if (!qd_dtype_is_float(s->view.dtype) && numel <= QD_FOLD_MAX_ELEMENTS) {
+        /* Range's bounds may be float scalars; large float data never shapes. */
+        if (numel <= (qd_dtype_is_float(s->view.dtype) ? 16 : QD_FOLD_MAX_ELEMENTS)) {
             borrowed[j] = qd_tensor_wrap(s->view.dtype, s->view.rank, s->view.dims,
                                          s->view.data, 0);
             v->konst = borrowed[j];

@@ -77,7 +77,31 @@ static int64_t offset_of(int rank, const int64_t *idx, const int64_t *strides)
 
 /* ---- elementwise ---- */
 
-static int64_t int_binary(qd_op op, int64_t a, int64_t b, int *ok)
+/* Mod: the sign follows the divisor (Python's %) unless fmod=1, which
+ * follows the dividend (C's fmod). */
+static int64_t int_mod(int64_t a, int64_t b, int c_style, int *ok)
+{
+    if (b == 0) {
+        *ok = 0;
+        return 0;
+    }
+    if (b == -1)
+        return 0; /* also avoids INT64_MIN % -1 */
+    int64_t r = a % b;
+    if (!c_style && r != 0 && ((r < 0) != (b < 0)))
+        r += b;
+    return r;
+}
+
+static double float_mod(double a, double b, int c_style)
+{
+    double r = fmod(a, b);
+    if (!c_style && r != 0 && ((r < 0) != (b < 0)))
+        r += b;
+    return r;
+}
+
+static int64_t int_binary(qd_op op, int64_t a, int64_t b, int fmod, int *ok)
 {
     /* Wrap like two's complement instead of overflowing. */
     uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
@@ -92,6 +116,7 @@ static int64_t int_binary(qd_op op, int64_t a, int64_t b, int *ok)
             return 0;
         }
         return a / b;
+    case QD_OP_MOD: return int_mod(a, b, fmod, ok);
     case QD_OP_MIN: return a < b ? a : b;
     case QD_OP_MAX: return a > b ? a : b;
     case QD_OP_EQUAL: return a == b;
@@ -106,13 +131,14 @@ static int64_t int_binary(qd_op op, int64_t a, int64_t b, int *ok)
     }
 }
 
-static double float_binary(qd_op op, double a, double b, int *ok)
+static double float_binary(qd_op op, double a, double b, int fmod, int *ok)
 {
     switch (op) {
     case QD_OP_ADD: return a + b;
     case QD_OP_SUB: return a - b;
     case QD_OP_MUL: return a * b;
     case QD_OP_DIV: return a / b;
+    case QD_OP_MOD: return float_mod(a, b, fmod);
     case QD_OP_MIN: return a < b || isnan(a) ? a : b;
     case QD_OP_MAX: return a > b || isnan(a) ? a : b;
     case QD_OP_EQUAL: return a == b;
@@ -147,11 +173,15 @@ static double float_unary(qd_op op, double a)
 }
 
 /* Unary, binary and variadic elementwise ops (broadcasting). */
-static fold_result fold_elementwise(const qd_node *n, const qd_tensor **in, int n_in,
-                                    qd_tensor *out)
+static fold_result fold_elementwise(qd_graph *g, const qd_node *n, const qd_tensor **in,
+                                    int n_in, qd_tensor *out)
 {
     if (n_in < 1 || n_in > FOLD_MAX_INPUTS)
         return FOLD_NO;
+    int64_t fmod_attr = 0;
+    if (n->op == QD_OP_MOD && qd_node_attr_int(g, n, "fmod", 0, &fmod_attr) != QD_OK)
+        return FOLD_ERROR;
+    int fmod = fmod_attr != 0;
     int64_t strides[FOLD_MAX_INPUTS][QD_MAX_RANK], idx[QD_MAX_RANK] = {0};
     for (int k = 0; k < n_in; k++)
         if (broadcast_strides(in[k], out->rank, out->dims, strides[k]) != 0)
@@ -169,7 +199,7 @@ static fold_result fold_elementwise(const qd_node *n, const qd_tensor **in, int 
             for (int k = 1; k < n_in && ok; k++)
                 acc = int_binary(n->op, acc,
                                  qd_tensor_get_i64(in[k], offset_of(out->rank, idx, strides[k])),
-                                 &ok);
+                                 fmod, &ok);
             if (!ok)
                 return FOLD_NO;
             if (is_intlike(out->dtype)) {
@@ -184,7 +214,7 @@ static fold_result fold_elementwise(const qd_node *n, const qd_tensor **in, int 
             for (int k = 1; k < n_in && ok; k++)
                 acc = float_binary(n->op, acc,
                                    qd_tensor_get_f64(in[k], offset_of(out->rank, idx, strides[k])),
-                                   &ok);
+                                   fmod, &ok);
             if (!ok || (qd_dtype_is_int(out->dtype) && !(acc > -9.2e18 && acc < 9.2e18)))
                 return FOLD_NO;
             qd_tensor_set_f64(out, i, acc);
@@ -508,6 +538,40 @@ static fold_result fold_range(const qd_tensor **in, qd_tensor *out)
     return FOLD_OK;
 }
 
+/* ---- symbolic ---- */
+
+/* A shape vector whose inputs are not all constant can still be known
+ * element by element: Gather(Shape(x), 1) is 3 even while the batch is
+ * symbolic. Folding it lets x.chunk(2, dim=1) and friends get static
+ * shapes without fixing the batch. */
+static int fold_symbolic(qd_graph *g, qd_node *n, qd_value *outv)
+{
+    if ((!qd_dtype_is_int(outv->dtype) && outv->dtype != QD_DT_BOOL) || outv->rank > 1)
+        return 0;
+    int64_t count = qd_value_numel(outv);
+    if (count < 0 || count > QD_SYMVEC_MAX)
+        return 0;
+    /* Evaluate through the producer, not a konst left by an earlier run. */
+    qd_tensor *old = outv->konst;
+    qd_symvec sv;
+    outv->konst = NULL;
+    int ok = qd_symvec_eval(outv, &sv) && sv.n == count;
+    outv->konst = old;
+    for (int i = 0; ok && i < sv.n; i++)
+        ok = sv.known[i];
+    if (!ok)
+        return 0;
+    qd_tensor *t = qd_tensor_new(outv->dtype, outv->rank, outv->dims);
+    if (!t) {
+        qd_node_fail(g, n, QD_STATUS_OUT_OF_MEMORY, "out of memory folding");
+        return -1;
+    }
+    for (int i = 0; i < sv.n; i++)
+        qd_tensor_set_i64(t, i, sv.v[i]);
+    qd_value_set_const(outv, t);
+    return 1;
+}
+
 /* ---- driver ---- */
 
 static int foldable(qd_op op)
@@ -533,6 +597,7 @@ static int foldable(qd_op op)
     case QD_OP_SUB:
     case QD_OP_MUL:
     case QD_OP_DIV:
+    case QD_OP_MOD:
     case QD_OP_MIN:
     case QD_OP_MAX:
     case QD_OP_EQUAL:
@@ -581,7 +646,7 @@ static fold_result compute(qd_graph *g, const qd_node *n, const qd_tensor **in, 
     case QD_OP_WHERE: return n_in == 3 ? fold_where(in, out) : FOLD_NO;
     case QD_OP_REDUCE_SUM:
     case QD_OP_REDUCE_PROD: return fold_reduce(g, n, in[0], out);
-    default: return fold_elementwise(n, in, n_in, out);
+    default: return fold_elementwise(g, n, in, n_in, out);
     }
 }
 
@@ -605,8 +670,10 @@ int qd_fold_node(qd_graph *g, qd_node *n)
     const qd_tensor *in[FOLD_MAX_INPUTS] = {0};
     int n_in = 0;
     if (n->op == QD_OP_SHAPE || n->op == QD_OP_SIZE) {
-        if (n->n_inputs < 1 || !n->inputs[0] || !qd_value_shape_known(n->inputs[0]))
+        if (n->n_inputs < 1 || !n->inputs[0])
             return 0;
+        if (!qd_value_shape_known(n->inputs[0]))
+            return n->op == QD_OP_SHAPE ? fold_symbolic(g, n, outv) : 0;
     } else {
         if (n->n_inputs > FOLD_MAX_INPUTS && n->op != QD_OP_CONCAT)
             return 0;
@@ -615,7 +682,7 @@ int qd_fold_node(qd_graph *g, qd_node *n)
             if (!v)
                 continue;
             if (!v->konst || (v->konst->nbytes && !v->konst->data))
-                return 0;
+                return fold_symbolic(g, n, outv);
             if (i < FOLD_MAX_INPUTS && i == n_in)
                 in[n_in++] = v->konst;
         }

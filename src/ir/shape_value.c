@@ -22,7 +22,7 @@ static void sv_unknown(qd_symvec *s, int rank, int n)
 /* Fallback: only the element count, from the value's own shape. */
 static int from_shape(const qd_value *v, qd_symvec *out)
 {
-    if (!qd_dtype_is_int(v->dtype))
+    if (!qd_dtype_is_int(v->dtype) && v->dtype != QD_DT_BOOL)
         return 0;
     if (v->rank == 0) {
         sv_unknown(out, 0, 1);
@@ -204,13 +204,67 @@ static int eval_arith(const qd_node *n, qd_symvec *out, int depth)
     return 1;
 }
 
+/* Equal: a symbol is a size, so it differs from any negative number and
+ * equals itself. */
+static int eval_equal(const qd_node *n, qd_symvec *out, int depth)
+{
+    qd_symvec a, b;
+    if (!eval(qd_input(n, 0), &a, depth) || !eval(qd_input(n, 1), &b, depth))
+        return 0;
+    if (a.n != b.n && a.n != 1 && b.n != 1)
+        return 0;
+    int count = a.n > b.n ? a.n : b.n;
+    sv_unknown(out, a.rank > b.rank ? a.rank : b.rank, count);
+    for (int i = 0; i < count; i++) {
+        int ia = a.n == 1 ? 0 : i, ib = b.n == 1 ? 0 : i;
+        if (a.known[ia] && b.known[ib]) {
+            out->v[i] = a.v[ia] == b.v[ib];
+            out->known[i] = 1;
+        } else if ((a.known[ia] && a.v[ia] < 0) || (b.known[ib] && b.v[ib] < 0)) {
+            out->v[i] = 0;
+            out->known[i] = 1;
+        } else if (!a.known[ia] && !b.known[ib] && a.sym[ia] && b.sym[ib] &&
+                   strcmp(a.sym[ia], b.sym[ib]) == 0) {
+            out->v[i] = 1;
+            out->known[i] = 1;
+        }
+    }
+    return 1;
+}
+
+/* Where with a known condition picks elements (torch's expand(-1) idiom). */
+static int eval_where(const qd_node *n, qd_symvec *out, int depth)
+{
+    qd_symvec c, x, y;
+    if (!eval(qd_input(n, 0), &c, depth) || !eval(qd_input(n, 1), &x, depth) ||
+        !eval(qd_input(n, 2), &y, depth))
+        return 0;
+    int count = c.n > x.n ? c.n : x.n;
+    count = count > y.n ? count : y.n;
+    if ((c.n != count && c.n != 1) || (x.n != count && x.n != 1) || (y.n != count && y.n != 1))
+        return 0;
+    int rank = c.rank > x.rank ? c.rank : x.rank;
+    sv_unknown(out, rank > y.rank ? rank : y.rank, count);
+    for (int i = 0; i < count; i++) {
+        int ic = c.n == 1 ? 0 : i;
+        if (!c.known[ic])
+            continue;
+        const qd_symvec *src = c.v[ic] ? &x : &y;
+        int is = src->n == 1 ? 0 : i;
+        out->known[i] = src->known[is];
+        out->v[i] = src->v[is];
+        out->sym[i] = src->sym[is];
+    }
+    return 1;
+}
+
 static int eval(const qd_value *v, qd_symvec *out, int depth)
 {
     if (!v || depth > SYMVEC_MAX_DEPTH)
         return 0;
     if (v->konst) {
         const qd_tensor *t = v->konst;
-        if (!qd_dtype_is_int(t->dtype) || t->rank > 1)
+        if (!(qd_dtype_is_int(t->dtype) || t->dtype == QD_DT_BOOL) || t->rank > 1)
             return 0;
         int64_t count = qd_numel(t->rank, t->dims);
         if (count < 0 || count > QD_SYMVEC_MAX)
@@ -252,6 +306,14 @@ static int eval(const qd_value *v, qd_symvec *out, int depth)
         case QD_OP_SUB:
         case QD_OP_MUL:
         case QD_OP_DIV: ok = eval_arith(n, out, depth); break;
+        case QD_OP_EQUAL: ok = eval_equal(n, out, depth); break;
+        case QD_OP_WHERE: ok = eval_where(n, out, depth); break;
+        case QD_OP_RESHAPE: /* a shape vector reshaped to 1-D (or a scalar) */
+            ok = (v->rank == 0 || v->rank == 1) && eval(qd_input(n, 0), out, depth) &&
+                 (v->rank == 1 || out->n == 1);
+            if (ok)
+                out->rank = v->rank;
+            break;
         default: break;
         }
     }

@@ -105,6 +105,62 @@ def describe_attr(v):
     return f"{typ} {s[:80]}"
 
 
+def diff_node(label, ka, kb):
+    out = []
+    for field in ("name", "domain", "op_type", "inputs", "outputs"):
+        if ka[field] != kb[field]:
+            out.append(f"{label}: {field} differs: original {ka[field]!r}, saved {kb[field]!r}")
+    aa, ab = ka["attributes"], kb["attributes"]
+    for name in sorted(set(aa) | set(ab)):
+        if name not in ab:
+            out.append(f"{label}: attribute '{name}' missing in saved")
+        elif name not in aa:
+            out.append(f"{label}: attribute '{name}' added in saved")
+        elif aa[name] != ab[name]:
+            out.append(f"{label}: attribute '{name}' differs: original "
+                       f"{describe_attr(aa[name])}, saved {describe_attr(ab[name])}")
+    return out
+
+
+def compare_nodes(na_list, nb_list):
+    """Node lists must be equal, in order. With unique node names, differences
+    are reported by name (missing, added, changed, then order) rather than
+    as a cascade of positional mismatches."""
+    errors = []
+    ka = [node_key(n, "graph") for n in na_list]
+    kb = [node_key(n, "graph") for n in nb_list]
+    if ka == kb:
+        return errors
+    names_a = [k["name"] for k in ka]
+    names_b = [k["name"] for k in kb]
+    unique = (all(names_a) and all(names_b) and len(set(names_a)) == len(names_a)
+              and len(set(names_b)) == len(names_b))
+    if len(ka) != len(kb):
+        errors.append(f"node count differs: original {len(ka)}, saved {len(kb)}")
+    if not unique:
+        for i, (x, y) in enumerate(zip(ka, kb)):
+            if x != y:
+                errors += diff_node(f"node #{i} '{x['name']}' ({x['op_type']})", x, y)
+        return errors
+    by_a = {k["name"]: k for k in ka}
+    by_b = {k["name"]: k for k in kb}
+    for name in names_a:
+        if name not in by_b:
+            errors.append(f"node '{name}' ({by_a[name]['op_type']}) missing in saved")
+    for name in names_b:
+        if name not in by_a:
+            errors.append(f"node '{name}' ({by_b[name]['op_type']}) added in saved")
+    for name in names_a:
+        if name in by_b and by_a[name] != by_b[name]:
+            errors += diff_node(f"node '{name}' ({by_a[name]['op_type']})", by_a[name], by_b[name])
+    if not errors and names_a != names_b:
+        i = next(i for i, (x, y) in enumerate(zip(names_a, names_b)) if x != y)
+        moved = sum(1 for x, y in zip(names_a, names_b) if x != y)
+        errors.append(f"same nodes but in a different order ({moved} of {len(names_a)} positions "
+                      f"differ); first at #{i}: original '{names_a[i]}', saved '{names_b[i]}'")
+    return errors
+
+
 def compare(orig_path, saved_path):
     errors = []
     try:
@@ -125,26 +181,7 @@ def compare(orig_path, saved_path):
         print(f"check_roundtrip: note: ir_version {a.ir_version} -> {b.ir_version}", file=sys.stderr)
 
     ga, gb = a.graph, b.graph
-    if len(ga.node) != len(gb.node):
-        errors.append(f"node count differs: original {len(ga.node)}, saved {len(gb.node)}")
-    for i, (na, nb) in enumerate(zip(ga.node, gb.node)):
-        ka, kb = node_key(na, "graph"), node_key(nb, "graph")
-        if ka == kb:
-            continue
-        label = f"node #{i} '{na.name}' ({na.op_type})"
-        for field in ("name", "domain", "op_type", "inputs", "outputs"):
-            if ka[field] != kb[field]:
-                errors.append(f"{label}: {field} differs: original {ka[field]!r}, saved {kb[field]!r}")
-        if ka["attributes"] != kb["attributes"]:
-            aa, ab = ka["attributes"], kb["attributes"]
-            for name in sorted(set(aa) | set(ab)):
-                if name not in ab:
-                    errors.append(f"{label}: attribute '{name}' missing in saved")
-                elif name not in aa:
-                    errors.append(f"{label}: attribute '{name}' added in saved")
-                elif aa[name] != ab[name]:
-                    errors.append(f"{label}: attribute '{name}' differs: original "
-                                  f"{describe_attr(aa[name])}, saved {describe_attr(ab[name])}")
+    errors += compare_nodes(ga.node, gb.node)
 
     ia = {t.name: t for t in ga.initializer}
     ib = {t.name: t for t in gb.initializer}

@@ -72,22 +72,40 @@ qd_status qd_ref_conv(const qd_kernel_args *a)
     for (int i = 0; i < nsp; i++)
         direct &= g.k[i] == 1 && g.stride[i] == 1 && g.pad[i] == 0 && g.pad_end[i] == 0 &&
                   g.in[i] == g.out[i];
+    /* Grouped (depthwise) convs have small GEMMs: run the (batch, group)
+     * pairs in parallel, one im2col buffer per thread. Otherwise the GEMM
+     * is parallel inside. */
+    const int64_t tasks = N * group;
+    const int par = group > 1 && tasks > 1 && Mg * osp * K * tasks > QD_NN_PAR_MIN;
+    int nbuf = 1;
+#ifdef _OPENMP
+    if (par)
+        nbuf = omp_get_max_threads();
+#else
+    (void)par;
+#endif
+    const size_t col_n = (size_t)(K * osp);
     float *col = NULL;
-    if (!direct && !(col = qd_malloc((size_t)(K * osp + 1) * sizeof *col)))
+    if (!direct && !(col = qd_malloc((col_n * (size_t)nbuf + 1) * sizeof *col)))
         return qd_nn_fail(a, QD_STATUS_OUT_OF_MEMORY, "out of memory for the im2col buffer");
 
-    for (int64_t n = 0; n < N; n++) {
-        for (int64_t gi = 0; gi < group; gi++) {
-            const float *xg = x + (n * C + gi * Cg) * isp;
-            float *yg = y + (n * M + gi * Mg) * osp;
-            init_bias(yg, Mg, osp, bias ? bias + gi * Mg : NULL);
-            const float *src = xg;
-            if (!direct) {
-                qd_nn_im2col_f32(&g, Cg, xg, col);
-                src = col;
-            }
-            qd_nn_sgemm(Mg, osp, K, w + gi * Mg * K, K, src, osp, yg, osp);
+    QD_NN_OMP_FOR(par)
+    for (int64_t t = 0; t < tasks; t++) {
+        const int64_t n = t / group, gi = t % group;
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        const float *xg = x + (n * C + gi * Cg) * isp;
+        float *yg = y + (n * M + gi * Mg) * osp;
+        init_bias(yg, Mg, osp, bias ? bias + gi * Mg : NULL);
+        const float *src = xg;
+        if (!direct) {
+            float *mycol = col + col_n * (size_t)tid;
+            qd_nn_im2col_f32(&g, Cg, xg, mycol);
+            src = mycol;
         }
+        qd_nn_sgemm(Mg, osp, K, w + gi * Mg * K, K, src, osp, yg, osp);
     }
     qd_free(col);
     return QD_OK;

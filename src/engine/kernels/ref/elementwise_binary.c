@@ -201,7 +201,7 @@ static void bplan_run(const bplan *p, row_fn fn, const void *const *in, const si
 #define GEN_XOR(P, sfx, S, C, U) CMP(xor, sfx, S, C, (x != 0) != (y != 0))
 
 #define DEF_PYMOD_F(P, sfx, S, C, U)                                                               \
-    static inline C pymod1_##sfx(C x, C y)                                                          \
+    static inline C pymod1_##sfx(C x, C y)                                                         \
     {                                                                                              \
         C r = fmod(x, y);                                                                          \
         if (r != 0 && ((r < 0) != (y < 0)))                                                        \
@@ -209,7 +209,7 @@ static void bplan_run(const bplan *p, row_fn fn, const void *const *in, const si
         return r;                                                                                  \
     }
 #define DEF_PYMOD_S(P, sfx, S, C, U)                                                               \
-    static inline C pymod1_##sfx(C x, C y)                                                          \
+    static inline C pymod1_##sfx(C x, C y)                                                         \
     {                                                                                              \
         if (y == 0 || y == -1)                                                                     \
             return 0;                                                                              \
@@ -412,6 +412,7 @@ QD_REF_TYPES_FLOAT(GEN_SCALE, _)
 
 qd_status qd_ref_binary(const qd_kernel_args *a)
 {
+    QD_REF_NO_FUSION(a);
     const qd_op op = a->node->op;
     const int variadic = op == QD_OP_SUM || op == QD_OP_MEAN || op == QD_OP_MAX || op == QD_OP_MIN;
     if (a->n_outputs < 1 || !qd_ref_tensor_ok(a->outputs[0]))
@@ -492,6 +493,7 @@ GEN_WHERE(uint64_t)
 
 qd_status qd_ref_where(const qd_kernel_args *a)
 {
+    QD_REF_NO_FUSION(a);
     if (a->n_inputs != 3 || a->n_outputs < 1 || !qd_ref_tensor_ok(a->outputs[0]))
         return qd_ref_fail(a, QD_STATUS_INVALID_MODEL, "needs 3 inputs and an output");
     for (int i = 0; i < 3; i++)
@@ -500,7 +502,8 @@ qd_status qd_ref_where(const qd_kernel_args *a)
     const qd_tensor *c = a->inputs[0], *x = a->inputs[1], *y = a->inputs[2];
     qd_tensor *out = a->outputs[0];
     if (c->dtype != QD_DT_BOOL || x->dtype != out->dtype || y->dtype != out->dtype)
-        return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR, "needs bool condition and x, y, output of one dtype");
+        return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR,
+                           "needs bool condition and x, y, output of one dtype");
     row_fn fn;
     size_t es = qd_dtype_size(out->dtype);
     switch (es) { /* Where only moves elements: dispatch on size */

@@ -32,13 +32,13 @@ static inline double hsig_d(double v)
 #define UN_ROW(name, sfx, S, C, EXPR)                                                              \
     static void name##_##sfx(const void *in, void *out, int64_t n, const uparams *p)              \
     {                                                                                              \
-        const S *src = in;                                                                           \
+        const S *src = in;                                                                         \
         S *O = out;                                                                                \
         const C alpha = (C)p->alpha, beta = (C)p->beta;                                            \
         (void)alpha;                                                                               \
         (void)beta;                                                                                \
         for (int64_t i = 0; i < n; i++) {                                                          \
-            C x = QD_REF_LD_##sfx(src[i]);                                                           \
+            C x = QD_REF_LD_##sfx(src[i]);                                                         \
             O[i] = QD_REF_ST_##sfx((C)(EXPR));                                                     \
         }                                                                                          \
     }
@@ -197,6 +197,7 @@ static void copy_data(const qd_tensor *x, qd_tensor *y)
 
 qd_status qd_ref_unary(const qd_kernel_args *a)
 {
+    QD_REF_NO_FUSION(a);
     qd_status st = check_same_shape(a, QD_DT_UNDEFINED);
     if (st != QD_OK)
         return st;
@@ -206,7 +207,9 @@ qd_status qd_ref_unary(const qd_kernel_args *a)
     uparams p = {0, 0, NULL, NULL};
     float alpha = 0, beta = 0;
     switch (op) {
-    case QD_OP_LEAKY_RELU: st = qd_node_attr_float(a->graph, a->node, "alpha", 0.01f, &alpha); break;
+    case QD_OP_LEAKY_RELU:
+        st = qd_node_attr_float(a->graph, a->node, "alpha", 0.01f, &alpha);
+        break;
     case QD_OP_ELU: st = qd_node_attr_float(a->graph, a->node, "alpha", 1.0f, &alpha); break;
     case QD_OP_HARD_SIGMOID:
         st = qd_node_attr_float(a->graph, a->node, "alpha", 0.2f, &alpha);
@@ -237,13 +240,13 @@ qd_status qd_ref_unary(const qd_kernel_args *a)
 #define GEN_CLIP(P, sfx, S, C, U)                                                                  \
     static void clip_##sfx(const void *in, void *out, int64_t n, const uparams *p)                \
     {                                                                                              \
-        const S *src = in;                                                                           \
+        const S *src = in;                                                                         \
         S *O = out;                                                                                \
         const int has_lo = p->lo != NULL, has_hi = p->hi != NULL;                                  \
         const C lo = has_lo ? (C)QD_REF_LD_##sfx(*(const S *)p->lo) : (C)0;                        \
         const C hi = has_hi ? (C)QD_REF_LD_##sfx(*(const S *)p->hi) : (C)0;                        \
         for (int64_t i = 0; i < n; i++) {                                                          \
-            C x = QD_REF_LD_##sfx(src[i]);                                                           \
+            C x = QD_REF_LD_##sfx(src[i]);                                                         \
             if (has_lo && x < lo)                                                                  \
                 x = lo;                                                                            \
             if (has_hi && x > hi) /* max wins when min > max (ONNX) */                             \
@@ -275,7 +278,8 @@ static qd_status clip_bound(const qd_kernel_args *a, int idx, const char *name, 
     if (st != QD_OK)
         return st;
     if (qd_ref_convert(&f, QD_DT_FLOAT, buf, dt, 1) < 0)
-        return qd_ref_fail(a, QD_STATUS_UNSUPPORTED, "dtype %s is not supported", qd_dtype_name(dt));
+        return qd_ref_fail(a, QD_STATUS_UNSUPPORTED, "dtype %s is not supported",
+                           qd_dtype_name(dt));
     *out = buf;
     return QD_OK;
 }
@@ -290,6 +294,7 @@ static urow_fn pick_clip(qd_dtype dt)
 
 qd_status qd_ref_clip(const qd_kernel_args *a)
 {
+    QD_REF_NO_FUSION(a);
     qd_status st = check_same_shape(a, QD_DT_UNDEFINED);
     if (st != QD_OK)
         return st;
@@ -331,7 +336,8 @@ static inline uint64_t f2u64(double d)
     return (uint64_t)f2i64(d); /* negative values wrap, like other integers */
 }
 
-#define TO_I64(v) _Generic((v), float: f2i64((double)(v)), double: f2i64((double)(v)), default: (int64_t)(v))
+#define TO_I64(v)                                                                                  \
+    _Generic((v), float: f2i64((double)(v)), double: f2i64((double)(v)), default: (int64_t)(v))
 #define TO_f32(v) ((float)(v))
 #define TO_f64(v) ((double)(v))
 #define TO_f16(v) qd_fp32_to_fp16((float)(v))
@@ -343,7 +349,8 @@ static inline uint64_t f2u64(double d)
 #define TO_u8(v) ((uint8_t)TO_I64(v))
 #define TO_u16(v) ((uint16_t)TO_I64(v))
 #define TO_u32(v) ((uint32_t)TO_I64(v))
-#define TO_u64(v) _Generic((v), float: f2u64((double)(v)), double: f2u64((double)(v)), default: (uint64_t)(v))
+#define TO_u64(v)                                                                                  \
+    _Generic((v), float: f2u64((double)(v)), double: f2u64((double)(v)), default: (uint64_t)(v))
 #define TO_b8(v) ((uint8_t)((v) != 0))
 
 #define STYPE_f32 float
@@ -370,10 +377,10 @@ typedef void (*cvt_fn)(const void *in, void *out, int64_t n);
 #define CVT_DEF(s, d)                                                                              \
     static void cvt_##s##_##d(const void *in, void *out, int64_t n)                               \
     {                                                                                              \
-        const STYPE_##s *src = in;                                                                   \
+        const STYPE_##s *src = in;                                                                 \
         STYPE_##d *O = out;                                                                        \
         for (int64_t i = 0; i < n; i++)                                                            \
-            O[i] = TO_##d(QD_REF_LD_##s(src[i]));                                                    \
+            O[i] = TO_##d(QD_REF_LD_##s(src[i]));                                                  \
     }
 #define CVT_DEFS(P, s, S, C, U) DST_TYPES(CVT_DEF, s)
 QD_REF_TYPES_ALL(CVT_DEFS, _)
@@ -411,6 +418,7 @@ int qd_ref_convert(const void *src, qd_dtype src_dtype, void *dst, qd_dtype dst_
 
 qd_status qd_ref_cast(const qd_kernel_args *a)
 {
+    QD_REF_NO_FUSION(a);
     int64_t to;
     qd_status st = qd_node_attr_int(a->graph, a->node, "to", QD_DT_UNDEFINED, &to);
     if (st != QD_OK)
@@ -435,6 +443,7 @@ qd_status qd_ref_cast(const qd_kernel_args *a)
 
 qd_status qd_ref_identity(const qd_kernel_args *a)
 {
+    QD_REF_NO_FUSION(a);
     qd_status st = check_same_shape(a, QD_DT_UNDEFINED);
     if (st != QD_OK)
         return st;
@@ -447,6 +456,7 @@ qd_status qd_ref_identity(const qd_kernel_args *a)
  * is refused rather than answered wrongly. */
 qd_status qd_ref_dropout(const qd_kernel_args *a)
 {
+    QD_REF_NO_FUSION(a);
     qd_status st = check_same_shape(a, QD_DT_UNDEFINED);
     if (st != QD_OK)
         return st;

@@ -119,13 +119,13 @@ qd_status qd_ref_gemm(const qd_kernel_args *a)
         return QD_OK;
     const float *ap = A->data, *bp = B->data;
     float *at = NULL, *bt = NULL;
-    if (ta && K * M) {
+    if (ta && K > 0) {
         if (!(at = qd_malloc((size_t)(M * K) * sizeof *at)))
             goto oom;
         transpose(ap, K, M, at);
         ap = at;
     }
-    if (tb && K * N) {
+    if (tb && K > 0) {
         if (!(bt = qd_malloc((size_t)(K * N) * sizeof *bt)))
             goto oom;
         transpose(bp, N, K, bt);

@@ -421,11 +421,25 @@ void qd_nn_col2im_f32(const qd_nn_geom *g, int64_t channels, const float *col, f
         for (; i < m; i++) {                                                                       \
             const T *ai = A + i * lda;                                                             \
             T *ci = C + i * ldc;                                                                   \
-            for (int64_t p = 0; p < k; p++) {                                                      \
-                T v = ai[p];                                                                       \
-                const T *b = B + p * ldb;                                                          \
-                for (int64_t j = 0; j < n; j++)                                                    \
-                    ci[j] += v * b[j];                                                             \
+            int64_t j = 0;                                                                         \
+            for (; j + JW <= n; j += JW) {                                                         \
+                T acc[JW];                                                                         \
+                for (int jj = 0; jj < JW; jj++)                                                    \
+                    acc[jj] = ci[j + jj];                                                          \
+                for (int64_t p = 0; p < k; p++) {                                                  \
+                    const T *b = B + p * ldb + j;                                                  \
+                    T v = ai[p];                                                                   \
+                    for (int jj = 0; jj < JW; jj++)                                                \
+                        acc[jj] += v * b[jj];                                                      \
+                }                                                                                  \
+                for (int jj = 0; jj < JW; jj++)                                                    \
+                    ci[j + jj] = acc[jj];                                                          \
+            }                                                                                      \
+            for (; j < n; j++) {                                                                   \
+                T acc = ci[j];                                                                     \
+                for (int64_t p = 0; p < k; p++)                                                    \
+                    acc += ai[p] * B[p * ldb + j];                                                 \
+                ci[j] = acc;                                                                       \
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \

@@ -160,7 +160,7 @@ qd_status qd_ref_layer_normalization(const qd_kernel_args *a)
         return st;
     int64_t axis_attr, stash;
     float eps;
-    int axis;
+    int axis = 0;
     if ((st = qd_node_attr_int(a->graph, a->node, "axis", -1, &axis_attr)) != QD_OK ||
         (st = qd_node_attr_float(a->graph, a->node, "epsilon", 1e-5f, &eps)) != QD_OK ||
         (st = qd_node_attr_int(a->graph, a->node, "stash_type", 1, &stash)) != QD_OK ||

@@ -20,7 +20,8 @@
 #define QD_REF_PRAGMA(x) _Pragma(#x)
 /* Parallel loop over independent rows, only when the work is big enough to
  * pay for waking the team. */
-#define QD_REF_OMP_FOR(cond, nt) QD_REF_PRAGMA(omp parallel for schedule(static) if(cond) num_threads(nt))
+#define QD_REF_OMP_FOR(cond, nt)                                                                   \
+    QD_REF_PRAGMA(omp parallel for schedule(static) if(cond) num_threads(nt))
 #else
 #define QD_REF_OMP_FOR(cond, nt)
 #endif
@@ -51,6 +52,14 @@ static inline qd_status qd_ref_fail(const qd_kernel_args *a, qd_status st, const
     return qd_graph_fail(a->graph, st, "node '%s' (%s): %s", a->node->name ? a->node->name : "",
                          a->node->op_type ? a->node->op_type : "?", msg);
 }
+
+/* These kernels compute their node alone; a step with fused nodes is
+ * refused rather than computed partly. */
+#define QD_REF_NO_FUSION(a)                                                                        \
+    do {                                                                                           \
+        if ((a)->n_fused > 0)                                                                      \
+            return qd_ref_fail((a), QD_STATUS_UNSUPPORTED, "fused nodes are not supported");       \
+    } while (0)
 
 /* 1 when t is present and its buffer holds exactly its dims' elements. */
 static inline int qd_ref_tensor_ok(const qd_tensor *t)

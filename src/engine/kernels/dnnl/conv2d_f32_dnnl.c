@@ -1,0 +1,471 @@
+/* Conv (1-D, 2-D, 3-D; any group, strides, pads, auto_pad, dilations,
+ * optional bias) in float32 on oneDNN, with the fused chain as post-ops.
+ *
+ * The weights are constant: prepare() lets oneDNN choose their layout
+ * (format_tag_any) and reorders them once. Activations come in the engine's
+ * layout (qd_dnnl_set_activation_layout). With NCHW activations, oneDNN 2.6
+ * has no fast direct kernel for most convs (it falls back to im2col+gemm,
+ * "gemm:jit"), so the conv then runs channels-last on shared scratch
+ * buffers: reorder in, conv, reorder out. A residual is then reordered into
+ * the scratch destination and added by a `sum` post-op, which costs no more
+ * than the layout change it replaces. With channels-last activations
+ * everything runs in place and a residual is a binary-add post-op reading
+ * the operand where it lies. */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "engine/kernels/dnnl/dnnl_common.h"
+
+#define SPATIAL_MAX 3
+
+typedef struct conv_geom {
+    int k; /* spatial dims */
+    int64_t group;
+    int64_t n, ic, oc;
+    int64_t in[SPATIAL_MAX], out[SPATIAL_MAX], kernel[SPATIAL_MAX];
+    int64_t stride[SPATIAL_MAX], dil[SPATIAL_MAX], pl[SPATIAL_MAX], pr[SPATIAL_MAX];
+} conv_geom;
+
+static int ints_attr(const qd_node *n, const char *name, int count, int64_t def, int64_t min,
+                     int64_t *out, char *err, size_t esz)
+{
+    const qd_attr *at = qd_node_attr(n, name);
+    if (at && (at->type != QD_ATTR_INTS || at->n != (size_t)count)) {
+        snprintf(err, esz, "attribute '%s' must be %d ints", name, count);
+        return -1;
+    }
+    for (int i = 0; i < count; i++) {
+        out[i] = at ? at->ints[i] : def;
+        if (out[i] < min) {
+            snprintf(err, esz, "attribute '%s' has invalid value %lld", name,
+                     (long long)out[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads and checks the conv's geometry against the (inferred) shapes. */
+static int read_geom(const qd_node *n, int rank, const int64_t *x, const int64_t *w,
+                     const int64_t *y, conv_geom *g, char *err, size_t esz)
+{
+    memset(g, 0, sizeof *g);
+    if (rank < 3 || rank > 2 + SPATIAL_MAX) {
+        snprintf(err, esz, "rank %d convolutions are not supported", rank);
+        return -1;
+    }
+    g->k = rank - 2;
+    const qd_attr *at = qd_node_attr(n, "group");
+    if (at && at->type != QD_ATTR_INT) {
+        snprintf(err, esz, "attribute 'group' must be an int");
+        return -1;
+    }
+    g->group = at ? at->i : 1;
+    g->n = x[0];
+    g->ic = x[1];
+    g->oc = w[0];
+    if (g->group <= 0 || g->oc % g->group != 0 || w[1] * g->group != g->ic || y[1] != g->oc ||
+        y[0] != g->n) {
+        snprintf(err, esz, "channels do not match (input %lld, weight %lldx%lld, group %lld)",
+                 (long long)g->ic, (long long)w[0], (long long)w[1], (long long)g->group);
+        return -1;
+    }
+    int64_t ks[SPATIAL_MAX], pads[2 * SPATIAL_MAX];
+    at = qd_node_attr(n, "kernel_shape");
+    if (at && ints_attr(n, "kernel_shape", g->k, 1, 1, ks, err, esz))
+        return -1;
+    if (ints_attr(n, "strides", g->k, 1, 1, g->stride, err, esz) ||
+        ints_attr(n, "dilations", g->k, 1, 1, g->dil, err, esz) ||
+        ints_attr(n, "pads", 2 * g->k, 0, 0, pads, err, esz))
+        return -1;
+    const char *ap = "NOTSET";
+    at = qd_node_attr(n, "auto_pad");
+    if (at) {
+        if (at->type != QD_ATTR_STRING) {
+            snprintf(err, esz, "attribute 'auto_pad' must be a string");
+            return -1;
+        }
+        ap = at->s[0] ? at->s : "NOTSET";
+    }
+    int same_upper = strcmp(ap, "SAME_UPPER") == 0, same_lower = strcmp(ap, "SAME_LOWER") == 0;
+    int valid = strcmp(ap, "VALID") == 0;
+    if (!same_upper && !same_lower && !valid && strcmp(ap, "NOTSET") != 0) {
+        snprintf(err, esz, "unknown auto_pad '%s'", ap);
+        return -1;
+    }
+    for (int i = 0; i < g->k; i++) {
+        g->in[i] = x[2 + i];
+        g->out[i] = y[2 + i];
+        g->kernel[i] = w[2 + i];
+        if (qd_node_attr(n, "kernel_shape") && ks[i] != g->kernel[i]) {
+            snprintf(err, esz, "kernel_shape does not match the weight");
+            return -1;
+        }
+        int64_t eff = (g->kernel[i] - 1) * g->dil[i] + 1;
+        if (same_upper || same_lower) {
+            int64_t total = (g->out[i] - 1) * g->stride[i] + eff - g->in[i];
+            if (total < 0)
+                total = 0;
+            g->pl[i] = same_upper ? total / 2 : total - total / 2;
+            g->pr[i] = total - g->pl[i];
+        } else if (valid) {
+            g->pl[i] = g->pr[i] = 0;
+        } else {
+            g->pl[i] = pads[i];
+            g->pr[i] = pads[i + g->k];
+        }
+        int64_t span = g->in[i] + g->pl[i] + g->pr[i] - eff;
+        if (g->in[i] <= 0 || g->out[i] <= 0 || span < 0 || span / g->stride[i] + 1 != g->out[i]) {
+            snprintf(err, esz, "output size %lld does not match the window at spatial dim %d",
+                     (long long)g->out[i], i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+typedef struct conv_state {
+    qd_dnnl_state_head head;
+    dnnl_primitive_t conv;
+    dnnl_primitive_t to_internal, from_internal, res_to_internal; /* internal layout only */
+    dnnl_memory_t src_user, dst_user, res_user;
+    dnnl_memory_t src_int, dst_int;
+    dnnl_memory_t wei, bias;
+    dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
+    qd_dnnl_chain chain;
+    int internal;
+    int has_bias;
+    int reserved[2];
+    int rank;
+    int64_t in_dims[2 + SPATIAL_MAX], out_dims[2 + SPATIAL_MAX];
+} conv_state;
+
+static void conv_release(void *p)
+{
+    conv_state *s = p;
+    if (!s)
+        return;
+    if (s->conv)
+        dnnl_primitive_destroy(s->conv);
+    dnnl_primitive_t prims[] = {s->to_internal, s->from_internal, s->res_to_internal};
+    for (size_t i = 0; i < sizeof prims / sizeof *prims; i++)
+        if (prims[i])
+            dnnl_primitive_destroy(prims[i]);
+    dnnl_memory_t mems[] = {s->src_user, s->dst_user, s->res_user, s->src_int,
+                            s->dst_int,  s->wei,      s->bias};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    for (int i = 0; i < QD_DNNL_MAX_BINARY; i++)
+        if (s->bin[i])
+            dnnl_memory_destroy(s->bin[i]);
+    for (int i = 0; i < 2; i++)
+        if (s->reserved[i])
+            qd_dnnl_scratch_unreserve(i);
+    qd_free(s);
+}
+
+/* Creates the conv primitive descriptor for src/dst descriptors. */
+static qd_status conv_pd(const qd_kernel_args *a, const conv_geom *gm,
+                         const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
+                         const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
+                         const dnnl_memory_desc_t *full_md, int use_sum, qd_dnnl_chain *chain,
+                         dnnl_primitive_desc_t *out)
+{
+    qd_status st = QD_OK;
+    dnnl_engine_t eng;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    *out = NULL;
+    if ((st = qd_dnnl_get(a->graph, a->node, &eng, NULL)) != QD_OK)
+        return st;
+    dnnl_dims_t strides, dil, pl, pr;
+    for (int i = 0; i < gm->k; i++) {
+        strides[i] = gm->stride[i];
+        dil[i] = gm->dil[i] - 1; /* oneDNN counts the gaps */
+        pl[i] = gm->pl[i];
+        pr[i] = gm->pr[i];
+    }
+    dnnl_convolution_desc_t cd;
+    QD_DNNL_TRY(a->graph, a->node,
+                dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                           dnnl_convolution_direct, src, wei, bias,
+                                                           dst, strides, dil, pl, pr));
+    QD_DNNL_TRY(a->graph, a->node, dnnl_post_ops_create(&po));
+    if ((st = qd_dnnl_chain_post_ops(a, po, dst, full_md, use_sum, chain)) != QD_OK)
+        goto fail;
+    QD_DNNL_TRY(a->graph, a->node, dnnl_primitive_attr_create(&attr));
+    QD_DNNL_TRY(a->graph, a->node, dnnl_primitive_attr_set_post_ops(attr, po));
+    QD_DNNL_TRY(a->graph, a->node, dnnl_primitive_desc_create(out, &cd, attr, eng, NULL));
+fail:
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    return st;
+}
+
+static qd_status conv_prepare(const qd_kernel_args *a, void **state)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_engine_t eng;
+    *state = NULL;
+    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
+        return st;
+    const qd_tensor *x = a->n_inputs > 0 ? a->inputs[0] : NULL;
+    const qd_tensor *w = a->n_inputs > 1 ? a->inputs[1] : NULL;
+    const qd_tensor *b = a->node->n_inputs > 2 ? a->inputs[2] : NULL;
+    const qd_tensor *y = a->n_outputs > 0 ? a->outputs[0] : NULL;
+    if (!x || !w || !y || !w->data || x->dtype != QD_DT_FLOAT || w->dtype != QD_DT_FLOAT ||
+        y->dtype != QD_DT_FLOAT || (b && b->dtype != QD_DT_FLOAT) || x->rank != w->rank ||
+        x->rank != y->rank)
+        return qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
+                             "node '%s' (%s): the oneDNN conv needs float32 X, W (constant), Y "
+                             "of one rank",
+                             n->name, n->op_type);
+    conv_geom gm;
+    char err[200];
+    if (read_geom(n, x->rank, x->dims, w->dims, y->dims, &gm, err, sizeof err) != 0)
+        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR, "node '%s' (%s): %s", n->name, n->op_type,
+                             err);
+    if (b && (b->rank != 1 || b->dims[0] != gm.oc))
+        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR, "node '%s' (%s): bias must be 1-D of %lld",
+                             n->name, n->op_type, (long long)gm.oc);
+
+    conv_state *s = qd_calloc(1, sizeof *s);
+    if (!s)
+        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "node '%s' (%s): out of memory", n->name,
+                             n->op_type);
+    s->rank = x->rank;
+    memcpy(s->in_dims, x->dims, (size_t)x->rank * sizeof *x->dims);
+    memcpy(s->out_dims, y->dims, (size_t)y->rank * sizeof *y->dims);
+    s->has_bias = b != NULL;
+
+    /* Descriptors. */
+    dnnl_memory_desc_t src_user, dst_user, src_int, dst_int, wei_user, wei_any, bias_md;
+    dnnl_dims_t xd, yd, wd;
+    int rank = x->rank;
+    for (int i = 0; i < rank; i++) {
+        xd[i] = x->dims[i];
+        yd[i] = y->dims[i];
+    }
+    int wrank = gm.group > 1 ? rank + 1 : rank;
+    if (gm.group > 1) {
+        wd[0] = gm.group;
+        wd[1] = gm.oc / gm.group;
+        wd[2] = gm.ic / gm.group;
+        for (int i = 0; i < gm.k; i++)
+            wd[3 + i] = gm.kernel[i];
+    } else {
+        for (int i = 0; i < rank; i++)
+            wd[i] = w->dims[i];
+    }
+    qd_dnnl_layout layout = qd_dnnl_activation_layout();
+    dnnl_format_tag_t user_tag = qd_dnnl_act_tag(layout, rank);
+    dnnl_format_tag_t cl_tag = qd_dnnl_act_tag(QD_DNNL_NHWC, rank);
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_user, rank, xd, dnnl_f32, user_tag));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_user, rank, yd, dnnl_f32, user_tag));
+    QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&wei_user, wrank, wd));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_f32,
+                                                   dnnl_format_tag_any));
+    dnnl_dims_t bd = {gm.oc};
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a));
+
+    /* Direct on the engine's layout, or channels-last inside. */
+    qd_dnnl_conv_policy policy = qd_dnnl_conv_policy_get();
+    int internal = layout == QD_DNNL_NCHW && policy == QD_DNNL_CONV_CHANNELS_LAST;
+    if (!internal) {
+        if ((st = conv_pd(a, &gm, &src_user, &wei_any, b ? &bias_md : NULL, &dst_user, &dst_user,
+                          0, &s->chain, &pd)) != QD_OK)
+            goto fail;
+        if (layout == QD_DNNL_NCHW && policy == QD_DNNL_CONV_AUTO && qd_dnnl_impl_is_slow(pd)) {
+            dnnl_primitive_desc_destroy(pd);
+            pd = NULL;
+            internal = 1;
+        }
+    }
+    if (internal) {
+        QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_int, rank, xd, dnnl_f32, cl_tag));
+        QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_int, rank, yd, dnnl_f32, cl_tag));
+        if ((st = conv_pd(a, &gm, &src_int, &wei_any, b ? &bias_md : NULL, &dst_int, &dst_user,
+                          1, &s->chain, &pd)) != QD_OK)
+            goto fail;
+        s->internal = 1;
+    }
+    s->head.impl = qd_dnnl_impl_name(pd);
+
+    /* Weights, once, in the layout the primitive chose. */
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if ((st = qd_dnnl_reorder_const(g, n, &wei_user, w->data, wmd, &s->wei)) != QD_OK)
+        goto fail;
+    if (b)
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bias, &bias_md, eng, DNNL_MEMORY_NONE));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src_user, &src_user, eng, DNNL_MEMORY_NONE));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst_user, &dst_user, eng, DNNL_MEMORY_NONE));
+    for (int i = 0; i < s->chain.n_binary; i++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(
+            pd, dnnl_query_exec_arg_md,
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], md, eng, DNNL_MEMORY_NONE));
+    }
+    if (s->internal) {
+        const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+        const dnnl_memory_desc_t *dmd = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src_int, smd, eng, DNNL_MEMORY_NONE));
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst_int, dmd, eng, DNNL_MEMORY_NONE));
+        for (int i = 0; i < 2; i++) {
+            size_t bytes = dnnl_memory_desc_get_size(i ? dmd : smd);
+            if (qd_dnnl_scratch_reserve(i, bytes) != 0) {
+                st = qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY,
+                                   "node '%s' (%s): out of memory for %zu bytes of scratch",
+                                   n->name, n->op_type, bytes);
+                goto fail;
+            }
+            s->reserved[i] = 1;
+        }
+        if ((st = qd_dnnl_reorder_prim(g, n, &src_user, smd, &s->to_internal)) != QD_OK ||
+            (st = qd_dnnl_reorder_prim(g, n, dmd, &dst_user, &s->from_internal)) != QD_OK)
+            goto fail;
+        if (s->chain.sum_input >= 0) {
+            QD_DNNL_TRY(g, n, dnnl_memory_create(&s->res_user, &dst_user, eng, DNNL_MEMORY_NONE));
+            if ((st = qd_dnnl_reorder_prim(g, n, &dst_user, dmd, &s->res_to_internal)) != QD_OK)
+                goto fail;
+        }
+    }
+    QD_DNNL_TRY(g, n, dnnl_primitive_create(&s->conv, pd));
+    /* The implementation name lives in pd; keep the primitive's copy. */
+    const_dnnl_primitive_desc_t ppd;
+    QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->conv, &ppd));
+    s->head.impl = qd_dnnl_impl_name(ppd);
+    dnnl_primitive_desc_destroy(pd);
+    *state = s;
+    return QD_OK;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    conv_release(s);
+    return st;
+}
+
+static int dims_equal(const qd_tensor *t, int rank, const int64_t *dims)
+{
+    if (!t || t->rank != rank)
+        return 0;
+    for (int i = 0; i < rank; i++)
+        if (t->dims[i] != dims[i])
+            return 0;
+    return 1;
+}
+
+static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    dnnl_stream_t strm;
+    if ((st = qd_dnnl_get(g, n, NULL, &strm)) != QD_OK)
+        return st;
+    if (!dims_equal(a->inputs[0], s->rank, s->in_dims) ||
+        !dims_equal(a->outputs[0], s->rank, s->out_dims))
+        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
+                             "node '%s' (%s): shapes changed since the oneDNN conv was prepared",
+                             n->name, n->op_type);
+    dnnl_exec_arg_t args[4 + QD_DNNL_MAX_BINARY];
+    int na = 0;
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src_user, a->inputs[0]->data));
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst_user, a->outputs[0]->data));
+    if (s->has_bias)
+        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bias, a->inputs[2]->data));
+    for (int i = 0; i < s->chain.n_binary; i++) {
+        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
+        args[na++] = (dnnl_exec_arg_t){
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
+    }
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
+    if (s->has_bias)
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
+    if (!s->internal) {
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src_user};
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst_user};
+        QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->conv, strm, na, args));
+    } else {
+        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src_int, qd_dnnl_scratch(0)));
+        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst_int, qd_dnnl_scratch(1)));
+        dnnl_exec_arg_t in[2] = {{DNNL_ARG_FROM, s->src_user}, {DNNL_ARG_TO, s->src_int}};
+        QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->to_internal, strm, 2, in));
+        if (s->chain.sum_input >= 0) {
+            QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->res_user,
+                                                          a->inputs[s->chain.sum_input]->data));
+            dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, s->res_user}, {DNNL_ARG_TO, s->dst_int}};
+            QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->res_to_internal, strm, 2, r));
+        }
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src_int};
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst_int};
+        QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->conv, strm, na, args));
+        dnnl_exec_arg_t out[2] = {{DNNL_ARG_FROM, s->dst_int}, {DNNL_ARG_TO, s->dst_user}};
+        QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->from_internal, strm, 2, out));
+    }
+    QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
+    if (s->chain.tail_from < a->n_fused) {
+        int64_t inner = 1;
+        if (qd_dnnl_activation_layout() == QD_DNNL_NCHW)
+            for (int i = 2; i < s->rank; i++)
+                inner *= s->out_dims[i];
+        qd_dnnl_run_tail(a, &s->chain, s->out_dims[1], inner);
+    }
+fail:
+    return st;
+}
+
+static qd_status conv_run(const qd_kernel_args *a)
+{
+    if (a->state)
+        return conv_execute(a, a->state);
+    /* Not prepared (shapes known only at run time): build, run, drop. */
+    void *s = NULL;
+    qd_status st = conv_prepare(a, &s);
+    if (st == QD_OK)
+        st = conv_execute(a, s);
+    conv_release(s);
+    return st;
+}
+
+/* ---- selection ---- */
+
+static int value_ok(const qd_value *v, int rank_min, int rank_max)
+{
+    if (!v || v->dtype != QD_DT_FLOAT || !qd_value_shape_known(v) || v->rank < rank_min ||
+        v->rank > rank_max)
+        return 0;
+    for (int i = 0; i < v->rank; i++)
+        if (v->dims[i] <= 0)
+            return 0;
+    return 1;
+}
+
+int qd_dnnl_conv_supports(const qd_node *n)
+{
+    if (n->n_inputs < 2 || n->n_inputs > 3 || n->n_outputs < 1)
+        return 0;
+    const qd_value *x = n->inputs[0], *w = n->inputs[1], *y = n->outputs[0];
+    const qd_value *b = n->n_inputs > 2 ? n->inputs[2] : NULL;
+    if (!value_ok(x, 3, 2 + SPATIAL_MAX) || !value_ok(w, 3, 2 + SPATIAL_MAX) ||
+        !value_ok(y, 3, 2 + SPATIAL_MAX) || x->rank != w->rank || x->rank != y->rank)
+        return 0;
+    if (!w->konst || w->konst->dtype != QD_DT_FLOAT || !w->konst->data)
+        return 0;
+    if (b && (!value_ok(b, 1, 1) || b->dims[0] != w->dims[0]))
+        return 0;
+    conv_geom gm;
+    char err[200];
+    return read_geom(n, x->rank, x->dims, w->dims, y->dims, &gm, err, sizeof err) == 0;
+}
+
+qd_kernel_impl qd_dnnl_conv_impl(void)
+{
+    return (qd_kernel_impl){"dnnl", conv_run, conv_prepare, conv_release};
+}

@@ -1,0 +1,624 @@
+/* oneDNN plumbing shared by the conv and matmul kernels. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <threads.h>
+
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "base/alloc.h"
+#include "engine/kernels/dnnl/dnnl_common.h"
+
+/* ---- errors ---- */
+
+qd_status qd_dnnl_fail(qd_graph *g, const qd_node *n, dnnl_status_t s, const char *what)
+{
+    qd_status st = s == dnnl_out_of_memory ? QD_STATUS_OUT_OF_MEMORY : QD_STATUS_UNSUPPORTED;
+    /* Keep only the function name of the failed call. */
+    char fn[96];
+    size_t len = strcspn(what, "(");
+    if (len >= sizeof fn)
+        len = sizeof fn - 1;
+    memcpy(fn, what, len);
+    fn[len] = '\0';
+    return qd_graph_fail(g, st, "node '%s' (%s): oneDNN: %s failed: %s", n ? n->name : "?",
+                         n ? n->op_type : "?", fn, dnnl_status2str(s));
+}
+
+/* ---- engine and stream ---- */
+
+static once_flag g_once = ONCE_FLAG_INIT;
+static dnnl_engine_t g_engine;
+static dnnl_stream_t g_stream;
+static dnnl_status_t g_init_status = dnnl_success;
+static const char *g_init_what = "";
+
+static void init_once(void)
+{
+    g_init_what = "dnnl_engine_create";
+    g_init_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
+    if (g_init_status != dnnl_success)
+        return;
+    g_init_what = "dnnl_stream_create";
+    g_init_status = dnnl_stream_create(&g_stream, g_engine, dnnl_stream_default_flags);
+    if (g_init_status != dnnl_success) {
+        dnnl_engine_destroy(g_engine);
+        g_engine = NULL;
+    }
+}
+
+qd_status qd_dnnl_get(qd_graph *g, const qd_node *n, dnnl_engine_t *engine, dnnl_stream_t *stream)
+{
+    call_once(&g_once, init_once);
+    if (g_init_status != dnnl_success)
+        return qd_dnnl_fail(g, n, g_init_status, g_init_what);
+    if (engine)
+        *engine = g_engine;
+    if (stream)
+        *stream = g_stream;
+    return QD_OK;
+}
+
+/* ---- layouts and descriptors ---- */
+
+static qd_dnnl_layout g_layout = QD_DNNL_NCHW;
+static qd_dnnl_conv_policy g_policy = QD_DNNL_CONV_AUTO;
+
+void qd_dnnl_set_activation_layout(qd_dnnl_layout layout) { g_layout = layout; }
+qd_dnnl_layout qd_dnnl_activation_layout(void) { return g_layout; }
+void qd_dnnl_set_conv_policy(qd_dnnl_conv_policy policy) { g_policy = policy; }
+qd_dnnl_conv_policy qd_dnnl_conv_policy_get(void) { return g_policy; }
+
+dnnl_format_tag_t qd_dnnl_act_tag(qd_dnnl_layout layout, int rank)
+{
+    switch (rank) {
+    case 3: return layout == QD_DNNL_NHWC ? dnnl_nwc : dnnl_ncw;
+    case 4: return layout == QD_DNNL_NHWC ? dnnl_nhwc : dnnl_nchw;
+    case 5: return layout == QD_DNNL_NHWC ? dnnl_ndhwc : dnnl_ncdhw;
+    default: return dnnl_format_tag_undef;
+    }
+}
+
+dnnl_status_t qd_dnnl_md_plain(dnnl_memory_desc_t *md, int rank, const int64_t *dims)
+{
+    if (rank < 1 || rank > DNNL_MAX_NDIMS)
+        return dnnl_invalid_arguments;
+    dnnl_dims_t d, strides;
+    int64_t s = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        d[i] = dims[i];
+        strides[i] = s;
+        s *= dims[i] > 0 ? dims[i] : 1;
+    }
+    return dnnl_memory_desc_init_by_strides(md, rank, d, dnnl_f32, strides);
+}
+
+/* ---- post-ops from the fused chain ---- */
+
+/* A float attribute without a graph for messages: def when absent, -1 when
+ * of another type. */
+static int attr_float(const qd_node *n, const char *name, float def, float *out)
+{
+    const qd_attr *at = qd_node_attr(n, name);
+    if (!at) {
+        *out = def;
+        return 0;
+    }
+    if (at->type != QD_ATTR_FLOAT)
+        return -1;
+    *out = at->f;
+    return 0;
+}
+
+/* One float from a constant scalar (or 1-element) input. */
+static int const_scalar(const qd_value *v, float *out)
+{
+    if (!v->konst || v->konst->dtype != QD_DT_FLOAT || qd_numel(v->konst->rank, v->konst->dims) != 1)
+        return -1;
+    *out = ((const float *)v->konst->data)[0];
+    return 0;
+}
+
+/* Clip's bounds: attributes min/max (opset < 11) or constant inputs 1, 2. */
+static int clip_bounds(const qd_node *n, float *lo, float *hi)
+{
+    if (attr_float(n, "min", -FLT_MAX, lo) || attr_float(n, "max", FLT_MAX, hi))
+        return -1;
+    if (n->n_inputs > 1 && n->inputs[1] && const_scalar(n->inputs[1], lo))
+        return -1;
+    if (n->n_inputs > 2 && n->inputs[2] && const_scalar(n->inputs[2], hi))
+        return -1;
+    if (*lo < -FLT_MAX)
+        *lo = -FLT_MAX;
+    if (*hi > FLT_MAX)
+        *hi = FLT_MAX;
+    return 0;
+}
+
+int qd_dnnl_eltwise_fusable(const qd_node *n)
+{
+    float f, g;
+    if (n->n_inputs < 1 || !n->inputs[0] || n->n_outputs < 1 || !n->outputs[0])
+        return 0;
+    if (n->inputs[0]->dtype != QD_DT_FLOAT)
+        return 0;
+    switch (n->op) {
+    case QD_OP_RELU:
+    case QD_OP_SIGMOID:
+    case QD_OP_TANH:
+    case QD_OP_HARD_SWISH: return n->n_inputs == 1;
+    case QD_OP_LEAKY_RELU:
+    case QD_OP_ELU: return n->n_inputs == 1 && attr_float(n, "alpha", 0, &f) == 0;
+    case QD_OP_HARD_SIGMOID:
+        return n->n_inputs == 1 && attr_float(n, "alpha", 0, &f) == 0 &&
+               attr_float(n, "beta", 0, &g) == 0;
+    case QD_OP_CLIP: return n->n_inputs <= 3 && clip_bounds(n, &f, &g) == 0 && f <= g;
+    default: return 0;
+    }
+}
+
+/* An eltwise post-op. */
+typedef struct elt {
+    dnnl_alg_kind_t alg;
+    float alpha, beta;
+} elt;
+
+/* The eltwise post-ops (1 or 2) that compute activation node n. */
+static int node_eltwise(const qd_node *n, elt *out)
+{
+    float alpha = 0, beta = 0, lo, hi;
+    switch (n->op) {
+    case QD_OP_RELU: out[0] = (elt){dnnl_eltwise_relu, 0, 0}; return 1;
+    case QD_OP_LEAKY_RELU:
+        attr_float(n, "alpha", 0.01f, &alpha);
+        out[0] = (elt){dnnl_eltwise_relu, alpha, 0};
+        return 1;
+    case QD_OP_ELU:
+        attr_float(n, "alpha", 1.0f, &alpha);
+        out[0] = (elt){dnnl_eltwise_elu, alpha, 0};
+        return 1;
+    case QD_OP_SIGMOID: out[0] = (elt){dnnl_eltwise_logistic, 0, 0}; return 1;
+    case QD_OP_TANH: out[0] = (elt){dnnl_eltwise_tanh, 0, 0}; return 1;
+    case QD_OP_HARD_SWISH: out[0] = (elt){dnnl_eltwise_hardswish, 0, 0}; return 1;
+    case QD_OP_HARD_SIGMOID:
+        attr_float(n, "alpha", 0.2f, &alpha);
+        attr_float(n, "beta", 0.5f, &beta);
+        out[0] = (elt){dnnl_eltwise_linear, alpha, beta};
+        out[1] = (elt){dnnl_eltwise_clip, 0.f, 1.f};
+        return 2;
+    case QD_OP_CLIP:
+        if (clip_bounds(n, &lo, &hi) != 0)
+            return 0;
+        if (lo == 0.f && hi == FLT_MAX)
+            out[0] = (elt){dnnl_eltwise_relu, 0, 0};
+        else
+            out[0] = (elt){dnnl_eltwise_clip, lo, hi};
+        return 1;
+    default: return 0;
+    }
+}
+
+/* Equivalent spellings of an eltwise post-op. oneDNN 2.6's jit post-op
+ * injector keeps one eltwise injector per algorithm, so two post-ops of one
+ * algorithm with different parameters (LeakyRelu ... Relu, two linears)
+ * compute wrong results in brgconv/jit/brg matmul; another spelling avoids
+ * the clash. */
+static int spellings(elt e, elt *alt)
+{
+    int n = 0;
+    alt[n++] = e;
+    if (e.alg == dnnl_eltwise_relu && e.alpha == 0.f) {
+        alt[n++] = (elt){dnnl_eltwise_bounded_relu, FLT_MAX, 0};
+        alt[n++] = (elt){dnnl_eltwise_clip_v2, 0.f, FLT_MAX};
+        alt[n++] = (elt){dnnl_eltwise_clip, 0.f, FLT_MAX};
+    } else if (e.alg == dnnl_eltwise_clip) {
+        alt[n++] = (elt){dnnl_eltwise_clip_v2, e.alpha, e.beta};
+        if (e.alpha == 0.f)
+            alt[n++] = (elt){dnnl_eltwise_bounded_relu, e.beta, 0};
+    }
+    return n;
+}
+
+typedef struct used_algs {
+    elt e[64];
+    int n;
+} used_algs;
+
+static int clashes(const used_algs *u, elt e)
+{
+    for (int i = 0; i < u->n; i++)
+        if (u->e[i].alg == e.alg && (u->e[i].alpha != e.alpha || u->e[i].beta != e.beta))
+            return 1;
+    return 0;
+}
+
+/* Picks a clash-free spelling of each of want[0..n); 0 on success. */
+static int pick_spellings(const used_algs *u, const elt *want, int n, elt *out)
+{
+    used_algs tmp = *u;
+    for (int i = 0; i < n; i++) {
+        elt alt[4];
+        int na = spellings(want[i], alt), j = 0;
+        while (j < na && clashes(&tmp, alt[j]))
+            j++;
+        if (j == na || tmp.n >= 64)
+            return -1;
+        out[i] = alt[j];
+        tmp.e[tmp.n++] = alt[j];
+    }
+    return 0;
+}
+
+static int same_dims(const qd_tensor *t, int rank, const int64_t *dims)
+{
+    if (t->rank != rank)
+        return 0;
+    for (int i = 0; i < rank; i++)
+        if (t->dims[i] != dims[i])
+            return 0;
+    return 1;
+}
+
+qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
+                                 const dnnl_memory_desc_t *dst_md,
+                                 const dnnl_memory_desc_t *full_md, int use_sum,
+                                 qd_dnnl_chain *chain)
+{
+    qd_status st = QD_OK;
+    const qd_node *anchor = a->node;
+    int extra = anchor->n_inputs;
+    chain->n_binary = 0;
+    chain->sum_input = -1;
+    chain->tail_from = a->n_fused;
+    /* Eltwise post-ops already there (Gemm's alpha). */
+    used_algs used = {.n = 0};
+    for (int i = 0; i < dnnl_post_ops_len(po) && used.n < 64; i++) {
+        elt e;
+        float scale;
+        if (dnnl_post_ops_get_kind(po, i) == dnnl_eltwise &&
+            dnnl_post_ops_get_params_eltwise(po, i, &scale, &e.alg, &e.alpha, &e.beta) ==
+                dnnl_success)
+            used.e[used.n++] = e;
+    }
+    for (int k = 0; k < a->n_fused; k++) {
+        const qd_node *n = a->fused[k];
+        if (n->op == QD_OP_ADD) {
+            if (n->n_inputs != 2 || extra >= a->n_inputs || !a->inputs[extra])
+                return qd_graph_fail(a->graph, QD_STATUS_INVALID_ARGUMENT,
+                                     "node '%s' (%s): fused Add '%s' has no operand in the step's "
+                                     "inputs",
+                                     anchor->name, anchor->op_type, n->name);
+            const qd_tensor *t = a->inputs[extra];
+            if (t->dtype != QD_DT_FLOAT)
+                return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
+                                     "node '%s' (%s): fused Add '%s': operand is %s, not float32",
+                                     anchor->name, anchor->op_type, n->name,
+                                     qd_dtype_name(t->dtype));
+            /* Every value of the chain has the anchor output's shape. */
+            const qd_tensor *y = a->outputs[0];
+            int full = same_dims(t, y->rank, y->dims);
+            if (full && use_sum && chain->sum_input < 0) {
+                QD_DNNL_TRY(a->graph, anchor, dnnl_post_ops_append_sum(po, 1.f));
+                chain->sum_input = extra;
+            } else {
+                if (chain->n_binary >= QD_DNNL_MAX_BINARY)
+                    return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
+                                         "node '%s' (%s): too many fused Adds", anchor->name,
+                                         anchor->op_type);
+                dnnl_memory_desc_t md;
+                if (full) {
+                    md = *full_md;
+                } else {
+                    /* A broadcast operand: right-aligned to dst's rank. */
+                    int64_t d[DNNL_MAX_NDIMS];
+                    int r = dst_md->ndims, off = r - t->rank;
+                    if (off < 0)
+                        return qd_graph_fail(a->graph, QD_STATUS_SHAPE_ERROR,
+                                             "node '%s' (%s): fused Add '%s': operand rank %d "
+                                             "exceeds the output's",
+                                             anchor->name, anchor->op_type, n->name, t->rank);
+                    for (int i = 0; i < r; i++) {
+                        d[i] = i < off ? 1 : t->dims[i - off];
+                        if (d[i] != 1 && d[i] != dst_md->dims[i])
+                            return qd_graph_fail(a->graph, QD_STATUS_SHAPE_ERROR,
+                                                 "node '%s' (%s): fused Add '%s': operand does "
+                                                 "not broadcast to the output",
+                                                 anchor->name, anchor->op_type, n->name);
+                    }
+                    QD_DNNL_TRY(a->graph, anchor, qd_dnnl_md_plain(&md, r, d));
+                }
+                QD_DNNL_TRY(a->graph, anchor, dnnl_post_ops_append_binary(po, dnnl_binary_add, &md));
+                chain->bin_pos[chain->n_binary] = dnnl_post_ops_len(po) - 1;
+                chain->bin_input[chain->n_binary] = extra;
+                chain->n_binary++;
+            }
+            extra++;
+        } else if (qd_dnnl_eltwise_fusable(n)) {
+            elt want[2], got[2];
+            int ne = node_eltwise(n, want);
+            if (ne == 0)
+                return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
+                                     "node '%s' (%s): cannot fuse '%s' (%s)", anchor->name,
+                                     anchor->op_type, n->name, n->op_type);
+            if (pick_spellings(&used, want, ne, got) != 0) {
+                /* This node and the rest run after the primitive. */
+                chain->tail_from = k;
+                break;
+            }
+            for (int i = 0; i < ne; i++) {
+                QD_DNNL_TRY(a->graph, anchor,
+                            dnnl_post_ops_append_eltwise(po, 1.f, got[i].alg, got[i].alpha,
+                                                         got[i].beta));
+                used.e[used.n++] = got[i];
+            }
+        } else {
+            return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
+                                 "node '%s' (%s): cannot fuse '%s' (%s) into oneDNN post-ops",
+                                 anchor->name, anchor->op_type, n->name, n->op_type);
+        }
+    }
+    return QD_OK;
+fail:
+    return st;
+}
+
+/* ---- the tail of a chain run after the primitive ---- */
+
+static float act_scalar(const elt *e, int ne, float x)
+{
+    for (int i = 0; i < ne; i++) {
+        float a = e[i].alpha, b = e[i].beta;
+        switch (e[i].alg) {
+        case dnnl_eltwise_relu: x = x > 0 ? x : a * x; break;
+        case dnnl_eltwise_elu: x = x > 0 ? x : a * expm1f(x); break;
+        case dnnl_eltwise_logistic: x = 1.f / (1.f + expf(-x)); break;
+        case dnnl_eltwise_tanh: x = tanhf(x); break;
+        case dnnl_eltwise_hardswish: x = x * fminf(1.f, fmaxf(0.f, x / 6.f + 0.5f)); break;
+        case dnnl_eltwise_linear: x = a * x + b; break;
+        case dnnl_eltwise_clip: x = fminf(b, fmaxf(a, x)); break;
+        default: break;
+        }
+    }
+    return x;
+}
+
+void qd_dnnl_run_tail(const qd_kernel_args *a, const qd_dnnl_chain *chain, int64_t channels,
+                      int64_t inner)
+{
+    if (chain->tail_from >= a->n_fused)
+        return;
+    float *y = a->outputs[0]->data;
+    int64_t count = qd_numel(a->outputs[0]->rank, a->outputs[0]->dims);
+    int extra = a->node->n_inputs;
+    for (int k = 0; k < a->n_fused; k++) {
+        const qd_node *n = a->fused[k];
+        if (n->op == QD_OP_ADD) {
+            if (k >= chain->tail_from) {
+                const qd_tensor *t = a->inputs[extra];
+                const float *r = t->data;
+                if (same_dims(t, a->outputs[0]->rank, a->outputs[0]->dims)) {
+#pragma omp parallel for schedule(static)
+                    for (int64_t i = 0; i < count; i++)
+                        y[i] += r[i];
+                } else { /* per channel */
+#pragma omp parallel for schedule(static)
+                    for (int64_t i = 0; i < count; i++)
+                        y[i] += r[(i / inner) % channels];
+                }
+            }
+            extra++;
+        } else if (k >= chain->tail_from) {
+            elt e[2];
+            int ne = node_eltwise(n, e);
+#pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < count; i++)
+                y[i] = act_scalar(e, ne, y[i]);
+        }
+    }
+}
+
+/* ---- reorders and execution ---- */
+
+qd_status qd_dnnl_reorder_prim(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,
+                               const dnnl_memory_desc_t *to, dnnl_primitive_t *out)
+{
+    qd_status st = QD_OK;
+    dnnl_engine_t eng;
+    dnnl_primitive_desc_t pd = NULL;
+    *out = NULL;
+    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
+        return st;
+    QD_DNNL_TRY(g, n, dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL));
+    QD_DNNL_TRY(g, n, dnnl_primitive_create(out, pd));
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+qd_status qd_dnnl_execute(qd_graph *g, const qd_node *n, dnnl_primitive_t p, int nargs,
+                          const dnnl_exec_arg_t *args)
+{
+    qd_status st = QD_OK;
+    dnnl_stream_t strm;
+    if ((st = qd_dnnl_get(g, n, NULL, &strm)) != QD_OK)
+        return st;
+    QD_DNNL_TRY(g, n, dnnl_primitive_execute(p, strm, nargs, args));
+    QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
+fail:
+    return st;
+}
+
+qd_status qd_dnnl_reorder_const(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,
+                                const void *data, const dnnl_memory_desc_t *to,
+                                dnnl_memory_t *out)
+{
+    qd_status st = QD_OK;
+    dnnl_engine_t eng;
+    dnnl_memory_t src = NULL, dst = NULL;
+    dnnl_primitive_t r = NULL;
+    *out = NULL;
+    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
+        return st;
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&src, from, eng, (void *)(uintptr_t)data));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&dst, to, eng, DNNL_MEMORY_ALLOCATE));
+    if ((st = qd_dnnl_reorder_prim(g, n, from, to, &r)) != QD_OK)
+        goto fail;
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    if ((st = qd_dnnl_execute(g, n, r, 2, args)) != QD_OK)
+        goto fail;
+    *out = dst;
+    dst = NULL;
+fail:
+    if (r)
+        dnnl_primitive_destroy(r);
+    if (src)
+        dnnl_memory_destroy(src);
+    if (dst)
+        dnnl_memory_destroy(dst);
+    return st;
+}
+
+/* ---- shared scratch ---- */
+
+#define SCRATCH_ALIGN 64
+
+static struct {
+    void *raw;
+    void *aligned;
+    size_t cap;
+    int refs;
+} g_scratch[QD_DNNL_SCRATCH_SLOTS];
+
+int qd_dnnl_scratch_reserve(int slot, size_t bytes)
+{
+    if (slot < 0 || slot >= QD_DNNL_SCRATCH_SLOTS)
+        return -1;
+    if (bytes > g_scratch[slot].cap) {
+        if (bytes > SIZE_MAX - SCRATCH_ALIGN)
+            return -1;
+        void *raw = qd_malloc(bytes + SCRATCH_ALIGN);
+        if (!raw)
+            return -1;
+        qd_free(g_scratch[slot].raw);
+        g_scratch[slot].raw = raw;
+        g_scratch[slot].aligned =
+            (void *)(((uintptr_t)raw + SCRATCH_ALIGN - 1) / SCRATCH_ALIGN * SCRATCH_ALIGN);
+        g_scratch[slot].cap = bytes;
+    }
+    g_scratch[slot].refs++;
+    return 0;
+}
+
+void qd_dnnl_scratch_unreserve(int slot)
+{
+    if (slot < 0 || slot >= QD_DNNL_SCRATCH_SLOTS || g_scratch[slot].refs <= 0)
+        return;
+    if (--g_scratch[slot].refs == 0) {
+        qd_free(g_scratch[slot].raw);
+        g_scratch[slot].raw = g_scratch[slot].aligned = NULL;
+        g_scratch[slot].cap = 0;
+    }
+}
+
+void *qd_dnnl_scratch(int slot)
+{
+    return slot >= 0 && slot < QD_DNNL_SCRATCH_SLOTS ? g_scratch[slot].aligned : NULL;
+}
+
+/* ---- implementation names ---- */
+
+const char *qd_dnnl_impl_name(const_dnnl_primitive_desc_t pd)
+{
+    const char *s = NULL;
+    if (!pd || dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s) != dnnl_success)
+        return "?";
+    return s ? s : "?";
+}
+
+int qd_dnnl_impl_is_slow(const_dnnl_primitive_desc_t pd)
+{
+    const char *s = qd_dnnl_impl_name(pd);
+    return strncmp(s, "ref", 3) == 0 || strstr(s, "gemm") != NULL;
+}
+
+const char *qd_dnnl_state_impl(const void *state)
+{
+    return state ? ((const qd_dnnl_state_head *)state)->impl : NULL;
+}
+
+/* ---- selection ---- */
+
+int qd_dnnl_supports(const qd_node *n)
+{
+    if (!n)
+        return 0;
+    switch (n->op) {
+    case QD_OP_CONV: return qd_dnnl_conv_supports(n);
+    case QD_OP_MATMUL: return qd_dnnl_matmul_supports(n);
+    case QD_OP_GEMM: return qd_dnnl_gemm_supports(n);
+    default: return 0;
+    }
+}
+
+static int value_same_shape(const qd_value *a, const qd_value *b)
+{
+    if (!qd_value_shape_known(a) || !qd_value_shape_known(b) || a->rank != b->rank)
+        return 0;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i])
+            return 0;
+    return 1;
+}
+
+/* An operand that broadcasts along the output's channel axis only: conv
+ * [C,1,..] or [1,C,1,..]; matmul/gemm [N] or [1,..,N]. */
+static int per_channel(const qd_node *anchor, const qd_value *y, const qd_value *v)
+{
+    if (!qd_value_shape_known(v) || v->rank < 1 || v->rank > y->rank)
+        return 0;
+    int axis = anchor->op == QD_OP_CONV ? 1 : y->rank - 1;
+    int off = y->rank - v->rank;
+    for (int i = 0; i < v->rank; i++) {
+        int64_t want = i + off == axis ? y->dims[axis] : 1;
+        if (v->dims[i] != want)
+            return 0;
+    }
+    if (anchor->op == QD_OP_MATMUL) {
+        /* The primitive's destination has the output's rank only when
+         * neither operand is 1-D. */
+        if (anchor->inputs[0]->rank < 2 || anchor->inputs[1]->rank < 2)
+            return 0;
+    }
+    return 1;
+}
+
+int qd_dnnl_fusable(const qd_node *anchor, const qd_node *next, const qd_value *other_operand)
+{
+    if (!anchor || !next || !qd_dnnl_supports(anchor))
+        return 0;
+    const qd_value *y = anchor->outputs[0];
+    if (next->n_outputs < 1 || !next->outputs[0] || next->outputs[0]->dtype != QD_DT_FLOAT ||
+        !value_same_shape(next->outputs[0], y))
+        return 0;
+    if (next->op != QD_OP_ADD)
+        return qd_dnnl_eltwise_fusable(next);
+    if (next->n_inputs != 2 || !next->inputs[0] || !next->inputs[1] || !other_operand ||
+        next->inputs[0] == next->inputs[1] || other_operand->dtype != QD_DT_FLOAT ||
+        other_operand->producer == anchor)
+        return 0;
+    if (other_operand != next->inputs[0] && other_operand != next->inputs[1])
+        return 0;
+    return value_same_shape(other_operand, y) || per_channel(anchor, y, other_operand);
+}
+
+qd_kernel_impl qd_dnnl_impl(const qd_node *n)
+{
+    switch (n ? n->op : QD_OP_UNKNOWN) {
+    case QD_OP_CONV: return qd_dnnl_conv_impl();
+    case QD_OP_MATMUL: return qd_dnnl_matmul_impl();
+    case QD_OP_GEMM: return qd_dnnl_gemm_impl();
+    default: return (qd_kernel_impl){"dnnl", NULL, NULL, NULL};
+    }
+}

@@ -1,0 +1,120 @@
+/* Shared plumbing of the oneDNN kernels: the process's engine and stream,
+ * memory descriptors, error mapping, post-ops from a fused chain, one-time
+ * weight reorders and the shared layout-conversion scratch. Internal to
+ * src/engine/kernels/dnnl/. */
+#ifndef QD_DNNL_COMMON_H
+#define QD_DNNL_COMMON_H
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "engine/kernel.h"
+#include "engine/kernels/dnnl/dnnl_kernels.h"
+
+/* Fails a call naming the node: "node 'NAME' (OP): oneDNN: WHAT: STATUS". */
+qd_status qd_dnnl_fail(qd_graph *g, const qd_node *n, dnnl_status_t s, const char *what);
+
+#define QD_DNNL_TRY(g, n, call)                                                                    \
+    do {                                                                                           \
+        dnnl_status_t s_ = (call);                                                                 \
+        if (s_ != dnnl_success) {                                                                  \
+            st = qd_dnnl_fail((g), (n), s_, #call);                                                \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* The process's CPU engine and stream, created on the first call (not
+ * thread-safe against a concurrent first call from two threads only in the
+ * sense that creation is guarded by call_once; using one stream from two
+ * threads at once is not supported). */
+qd_status qd_dnnl_get(qd_graph *g, const qd_node *n, dnnl_engine_t *engine, dnnl_stream_t *stream);
+
+/* Every kernel state starts with this (qd_dnnl_state_impl reads it). */
+typedef struct qd_dnnl_state_head {
+    const char *impl; /* oneDNN implementation name, owned by the primitive */
+} qd_dnnl_state_head;
+
+qd_dnnl_conv_policy qd_dnnl_conv_policy_get(void);
+
+/* The activation layout the engine passes (qd_dnnl_set_activation_layout). */
+qd_dnnl_layout qd_dnnl_activation_layout(void);
+/* Plain channels-first (ncw/nchw/ncdhw) or channels-last (nwc/nhwc/ndhwc)
+ * tag for an activation of `rank` (3..5). */
+dnnl_format_tag_t qd_dnnl_act_tag(qd_dnnl_layout layout, int rank);
+
+/* Row-major float32 descriptor of dims (rank 1..12). */
+dnnl_status_t qd_dnnl_md_plain(dnnl_memory_desc_t *md, int rank, const int64_t *dims);
+
+/* The fused chain as post-ops. dst_md describes the destination the
+ * primitive writes; full_md is the layout of an operand with dst's full
+ * shape (dst_md itself unless the kernel computes in another layout than the
+ * engine's); smaller operands broadcast and are plain. For each
+ * residual Add, bin_input[k] is the index in a->inputs of its operand, and
+ * bin_pos[k] the post-op position. When use_sum is set, a single residual is
+ * expressed as a `sum` post-op instead (the caller puts the residual into
+ * dst before executing) and its input index goes to *sum_input. */
+#define QD_DNNL_MAX_BINARY 8
+typedef struct qd_dnnl_chain {
+    int n_binary;
+    int bin_pos[QD_DNNL_MAX_BINARY];
+    int bin_input[QD_DNNL_MAX_BINARY];
+    int sum_input; /* -1: none */
+    /* Fused nodes from this index on could not become post-ops (oneDNN 2.6
+     * miscomputes two eltwise post-ops of one algorithm with different
+     * parameters); qd_dnnl_run_tail applies them to the output afterwards.
+     * n_fused when everything is fused. */
+    int tail_from;
+} qd_dnnl_chain;
+
+/* Appends the chain's post-ops to po (which may already hold post-ops). */
+qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
+                                 const dnnl_memory_desc_t *dst_md,
+                                 const dnnl_memory_desc_t *full_md, int use_sum,
+                                 qd_dnnl_chain *chain);
+
+/* Applies the fused nodes from chain->tail_from on to a->outputs[0] in
+ * place. A per-channel Add operand is indexed by (i / inner) % channels of
+ * the output's flat index i. */
+void qd_dnnl_run_tail(const qd_kernel_args *a, const qd_dnnl_chain *chain, int64_t channels,
+                      int64_t inner);
+
+/* 1 when `next` is an activation this library fuses as an eltwise post-op. */
+int qd_dnnl_eltwise_fusable(const qd_node *next);
+
+/* Reorders constant data (described by from) once into a new memory object
+ * of descriptor `to` owned by the library; *out is set on success. */
+qd_status qd_dnnl_reorder_const(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,
+                                const void *data, const dnnl_memory_desc_t *to,
+                                dnnl_memory_t *out);
+
+/* A reorder primitive between two descriptors. */
+qd_status qd_dnnl_reorder_prim(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,
+                               const dnnl_memory_desc_t *to, dnnl_primitive_t *out);
+
+/* Runs a primitive on the stream and waits. */
+qd_status qd_dnnl_execute(qd_graph *g, const qd_node *n, dnnl_primitive_t p, int nargs,
+                          const dnnl_exec_arg_t *args);
+
+/* Process-wide scratch buffers for layout conversions, shared by all
+ * kernels (steps run one at a time). A kernel reserves the sizes it needs
+ * at prepare time and fetches the pointers at run time; the buffers are
+ * freed when the last reservation is dropped. slot is 0..QD_DNNL_SCRATCH_SLOTS-1. */
+#define QD_DNNL_SCRATCH_SLOTS 3
+int qd_dnnl_scratch_reserve(int slot, size_t bytes); /* 0, or -1 on out of memory */
+void qd_dnnl_scratch_unreserve(int slot);
+void *qd_dnnl_scratch(int slot);
+
+/* True when a primitive descriptor's implementation is one we consider slow
+ * for a hot layer (reference or im2col+gemm). */
+int qd_dnnl_impl_is_slow(const_dnnl_primitive_desc_t pd);
+const char *qd_dnnl_impl_name(const_dnnl_primitive_desc_t pd);
+
+/* The per-op halves of the selector API (conv2d_f32_dnnl.c,
+ * matmul_f32_dnnl.c). */
+int qd_dnnl_conv_supports(const qd_node *n);
+int qd_dnnl_matmul_supports(const qd_node *n);
+int qd_dnnl_gemm_supports(const qd_node *n);
+qd_kernel_impl qd_dnnl_conv_impl(void);
+qd_kernel_impl qd_dnnl_matmul_impl(void);
+qd_kernel_impl qd_dnnl_gemm_impl(void);
+
+#endif

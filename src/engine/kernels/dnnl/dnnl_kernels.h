@@ -1,0 +1,60 @@
+/* Float32 Conv, MatMul and Gemm on oneDNN, with activations and a residual
+ * Add fused as post-ops. The selector API for the engine.
+ *
+ * Fused chain contract (qd_kernel_args.fused / n_fused): the nodes after
+ * the anchor in order. Activations (Relu, LeakyRelu, Elu, Sigmoid, Tanh,
+ * HardSigmoid, HardSwish, Clip) add nothing to inputs; Clip's min/max are
+ * read from the Clip node's own (constant) inputs or attributes. Each fused
+ * Add appends exactly one tensor to a->inputs, after the anchor's own
+ * n_inputs entries: its operand that is not the chain value. outputs[0] is
+ * the last fused node's output.
+ *
+ * Weights: Conv needs a constant weight (initializer); MatMul/Gemm pack a
+ * constant B once and take a runtime B otherwise. */
+#ifndef QD_DNNL_KERNELS_H
+#define QD_DNNL_KERNELS_H
+
+#include "engine/engine.h"
+#include "ir/graph.h"
+
+/* 1 if n (Conv 1-D..3-D, MatMul, Gemm) can run on the oneDNN kernels given
+ * its inferred static shapes and dtypes (float32 only). */
+int qd_dnnl_supports(const qd_node *n);
+
+/* 1 if `next` can be fused as a post-op into the step anchored at `anchor`
+ * (a node qd_dnnl_supports accepts, possibly with earlier fused nodes):
+ * an activation listed above, or an Add whose other operand (other_operand)
+ * has exactly the anchor output's shape and dtype. other_operand is NULL for
+ * unary nodes. */
+int qd_dnnl_fusable(const qd_node *anchor, const qd_node *next, const qd_value *other_operand);
+
+/* name "dnnl", run/prepare/release for n's op. prepare builds the primitive
+ * (weights reordered once); run also works without a prepared state (it
+ * then prepares and releases on the fly, slowly). */
+qd_kernel_impl qd_dnnl_impl(const qd_node *n);
+
+/* How activation tensors are laid out in memory; logical dims stay
+ * N, C, spatial. NCHW is the engine's layout today. With NCHW the conv
+ * kernel computes channels-last internally (reordering in and out) when
+ * oneDNN has no fast direct kernel for the plain layout (it would pick
+ * im2col+gemm); see the engine notes. Affects primitives prepared after the
+ * call. */
+typedef enum qd_dnnl_layout { QD_DNNL_NCHW = 0, QD_DNNL_NHWC = 1 } qd_dnnl_layout;
+void qd_dnnl_set_activation_layout(qd_dnnl_layout layout);
+
+/* Conv compute policy for NCHW activations (default AUTO): PLAIN always
+ * computes on the plain layout, CHANNELS_LAST always reorders through
+ * nhwc, AUTO reorders only when the plain primitive would be slow. For
+ * benchmarks and tests. */
+typedef enum qd_dnnl_conv_policy {
+    QD_DNNL_CONV_AUTO = 0,
+    QD_DNNL_CONV_PLAIN,
+    QD_DNNL_CONV_CHANNELS_LAST
+} qd_dnnl_conv_policy;
+void qd_dnnl_set_conv_policy(qd_dnnl_conv_policy policy);
+
+/* The oneDNN implementation a prepared state runs ("brgconv:avx512_core",
+ * ...), for profiles and tests; NULL for a NULL state. */
+const char *qd_dnnl_state_impl(const void *state);
+
+#endif

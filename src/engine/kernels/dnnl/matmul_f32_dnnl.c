@@ -1,0 +1,517 @@
+/* MatMul (any rank, ONNX batch broadcasting, 1-D operands) and Gemm
+ * (transA/transB, alpha, beta, C) in float32 on the oneDNN matmul
+ * primitive, with the fused chain as post-ops.
+ *
+ * A constant B is packed once into the layout oneDNN prefers
+ * (format_tag_any), with Gemm's alpha folded in. Gemm's C becomes the
+ * matmul bias when it is a per-column vector and needs no scaling after the
+ * product; otherwise a binary-add post-op (a constant C is scaled by beta
+ * once; a runtime C with beta != 1 is handled with linear post-ops around
+ * the add). */
+#include <string.h>
+
+#include "base/alloc.h"
+#include "engine/kernels/dnnl/dnnl_common.h"
+
+typedef struct mm_state {
+    qd_dnnl_state_head head;
+    dnnl_primitive_t prim;
+    dnnl_memory_t src, wei, dst, bias, c_bin, beta_bin;
+    dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
+    int b_const;     /* wei holds the packed constant B */
+    int bias_input;  /* runtime C as bias: input index; -1 none or constant (owned) */
+    int c_bin_pos;   /* post-op position of C as a binary operand, -1 none */
+    int c_bin_input; /* runtime C binary: input index; -1 constant (owned) */
+    int beta_pos;    /* post-op position of the multiply by beta (beta_bin) */
+    qd_dnnl_chain chain;
+    int a_rank, b_rank, y_rank;
+    int64_t a_dims[QD_MAX_RANK], b_dims[QD_MAX_RANK], y_dims[QD_MAX_RANK];
+} mm_state;
+
+static void mm_release(void *p)
+{
+    mm_state *s = p;
+    if (!s)
+        return;
+    if (s->prim)
+        dnnl_primitive_destroy(s->prim);
+    dnnl_memory_t mems[] = {s->src, s->wei, s->dst, s->bias, s->c_bin, s->beta_bin};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    for (int i = 0; i < QD_DNNL_MAX_BINARY; i++)
+        if (s->bin[i])
+            dnnl_memory_destroy(s->bin[i]);
+    qd_free(s);
+}
+
+static mm_state *new_state(const qd_kernel_args *a)
+{
+    mm_state *s = qd_calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->bias_input = s->c_bin_pos = s->c_bin_input = -1;
+    const qd_tensor *A = a->inputs[0], *B = a->inputs[1], *Y = a->outputs[0];
+    s->a_rank = A->rank;
+    s->b_rank = B->rank;
+    s->y_rank = Y->rank;
+    memcpy(s->a_dims, A->dims, sizeof s->a_dims);
+    memcpy(s->b_dims, B->dims, sizeof s->b_dims);
+    memcpy(s->y_dims, Y->dims, sizeof s->y_dims);
+    return s;
+}
+
+/* Builds the primitive from descriptors and post-ops, packs a constant B
+ * and creates the memory objects. po is consumed. */
+static qd_status finish(const qd_kernel_args *a, mm_state *s, const dnnl_memory_desc_t *amd,
+                        const dnnl_memory_desc_t *bmd_user, const void *b_const_data,
+                        const dnnl_memory_desc_t *bias_md, const dnnl_memory_desc_t *ymd,
+                        dnnl_post_ops_t po)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    dnnl_engine_t eng;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
+        goto fail;
+    if ((st = qd_dnnl_chain_post_ops(a, po, ymd, ymd, 0, &s->chain)) != QD_OK)
+        goto fail;
+    dnnl_memory_desc_t bmd = *bmd_user;
+    if (b_const_data)
+        QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&bmd, bmd_user->ndims, bmd_user->dims,
+                                                       dnnl_f32, dnnl_format_tag_any));
+    dnnl_matmul_desc_t md;
+    QD_DNNL_TRY(g, n, dnnl_matmul_desc_init(&md, amd, &bmd, bias_md, ymd));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
+    QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL));
+    if (b_const_data) {
+        const dnnl_memory_desc_t *w = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        if ((st = qd_dnnl_reorder_const(g, n, bmd_user, b_const_data, w, &s->wei)) != QD_OK)
+            goto fail;
+        s->b_const = 1;
+    } else {
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->wei, bmd_user, eng, DNNL_MEMORY_NONE));
+    }
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src, amd, eng, DNNL_MEMORY_NONE));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst, ymd, eng, DNNL_MEMORY_NONE));
+    for (int i = 0; i < s->chain.n_binary; i++) {
+        const dnnl_memory_desc_t *m = dnnl_primitive_desc_query_md(
+            pd, dnnl_query_exec_arg_md,
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], m, eng, DNNL_MEMORY_NONE));
+    }
+    QD_DNNL_TRY(g, n, dnnl_primitive_create(&s->prim, pd));
+    const_dnnl_primitive_desc_t ppd;
+    QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->prim, &ppd));
+    s->head.impl = qd_dnnl_impl_name(ppd);
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    return st;
+}
+
+static qd_status bad_operands(const qd_kernel_args *a)
+{
+    return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
+                         "node '%s' (%s): the oneDNN matmul needs float32 operands of "
+                         "matching shapes",
+                         a->node->name, a->node->op_type);
+}
+
+/* ---- MatMul ---- */
+
+static qd_status matmul_prepare(const qd_kernel_args *a, void **state)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    *state = NULL;
+    if (a->n_inputs < 2 || a->n_outputs < 1 || !a->inputs[0] || !a->inputs[1] || !a->outputs[0])
+        return bad_operands(a);
+    const qd_tensor *A = a->inputs[0], *B = a->inputs[1], *Y = a->outputs[0];
+    if (A->dtype != QD_DT_FLOAT || B->dtype != QD_DT_FLOAT || Y->dtype != QD_DT_FLOAT ||
+        A->rank < 1 || B->rank < 1)
+        return bad_operands(a);
+    /* ONNX: a 1-D A gets a leading 1, a 1-D B a trailing 1; batch dims are
+     * right-aligned and broadcast. */
+    int64_t ad[DNNL_MAX_NDIMS], bd[DNNL_MAX_NDIMS], yd[DNNL_MAX_NDIMS];
+    int ra = A->rank < 2 ? 2 : A->rank, rb = B->rank < 2 ? 2 : B->rank;
+    int r = ra > rb ? ra : rb;
+    if (r > DNNL_MAX_NDIMS)
+        return bad_operands(a);
+    for (int i = 0; i < r; i++)
+        ad[i] = bd[i] = 1;
+    if (A->rank == 1) {
+        ad[r - 1] = A->dims[0];
+    } else {
+        for (int i = 0; i < A->rank; i++)
+            ad[r - A->rank + i] = A->dims[i];
+    }
+    if (B->rank == 1) {
+        bd[r - 2] = B->dims[0];
+    } else {
+        for (int i = 0; i < B->rank; i++)
+            bd[r - B->rank + i] = B->dims[i];
+    }
+    if (ad[r - 1] != bd[r - 2])
+        return bad_operands(a);
+    int64_t y_numel = 1;
+    for (int i = 0; i < r - 2; i++) {
+        if (ad[i] != bd[i] && ad[i] != 1 && bd[i] != 1)
+            return bad_operands(a);
+        yd[i] = ad[i] > bd[i] ? ad[i] : bd[i];
+        y_numel *= yd[i];
+    }
+    yd[r - 2] = ad[r - 2];
+    yd[r - 1] = bd[r - 1];
+    y_numel *= yd[r - 2] * yd[r - 1];
+    if (y_numel != qd_numel(Y->rank, Y->dims))
+        return bad_operands(a);
+
+    mm_state *s = new_state(a);
+    dnnl_post_ops_t po = NULL;
+    if (!s)
+        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "node '%s' (%s): out of memory", n->name,
+                             n->op_type);
+    dnnl_memory_desc_t amd, bmd, ymd;
+    QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&amd, r, ad));
+    QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&bmd, r, bd));
+    QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&ymd, r, yd));
+    QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
+    const qd_value *bv = n->inputs[1];
+    const void *b_const = bv && bv->konst && B->data ? B->data : NULL;
+    st = finish(a, s, &amd, &bmd, b_const, NULL, &ymd, po);
+    po = NULL;
+    if (st != QD_OK)
+        goto fail;
+    *state = s;
+    return QD_OK;
+fail:
+    if (po)
+        dnnl_post_ops_destroy(po);
+    mm_release(s);
+    return st;
+}
+
+/* ---- Gemm ---- */
+
+static int gemm_attrs(const qd_node *n, int64_t *ta, int64_t *tb, float *alpha, float *beta)
+{
+    const char *in[] = {"transA", "transB"};
+    int64_t *iv[] = {ta, tb};
+    for (int i = 0; i < 2; i++) {
+        const qd_attr *at = qd_node_attr(n, in[i]);
+        if (at && at->type != QD_ATTR_INT)
+            return -1;
+        *iv[i] = at ? at->i : 0;
+    }
+    const char *fn[] = {"alpha", "beta"};
+    float *fv[] = {alpha, beta};
+    for (int i = 0; i < 2; i++) {
+        const qd_attr *at = qd_node_attr(n, fn[i]);
+        if (at && at->type != QD_ATTR_FLOAT)
+            return -1;
+        *fv[i] = at ? at->f : 1.0f;
+    }
+    return 0;
+}
+
+/* C of rank 0..2 as a 2-D broadcast shape; -1 if it does not broadcast to
+ * [M, N]. */
+static int c_shape(int rank, const int64_t *dims, int64_t m, int64_t nn, int64_t *c2)
+{
+    if (rank > 2)
+        return -1;
+    c2[0] = rank == 2 ? dims[0] : 1;
+    c2[1] = rank >= 1 ? dims[rank - 1] : 1;
+    if ((c2[0] != 1 && c2[0] != m) || (c2[1] != 1 && c2[1] != nn))
+        return -1;
+    return 0;
+}
+
+static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    *state = NULL;
+    if (a->n_inputs < 2 || a->n_outputs < 1 || !a->inputs[0] || !a->inputs[1] || !a->outputs[0])
+        return bad_operands(a);
+    const qd_tensor *A = a->inputs[0], *B = a->inputs[1], *Y = a->outputs[0];
+    const qd_tensor *C = n->n_inputs > 2 ? a->inputs[2] : NULL;
+    int64_t ta, tb;
+    float alpha, beta;
+    if (gemm_attrs(n, &ta, &tb, &alpha, &beta) != 0 || A->dtype != QD_DT_FLOAT ||
+        B->dtype != QD_DT_FLOAT || Y->dtype != QD_DT_FLOAT || (C && C->dtype != QD_DT_FLOAT) ||
+        A->rank != 2 || B->rank != 2 || Y->rank != 2)
+        return bad_operands(a);
+    int64_t m = ta ? A->dims[1] : A->dims[0], k = ta ? A->dims[0] : A->dims[1];
+    int64_t kb = tb ? B->dims[1] : B->dims[0], nn = tb ? B->dims[0] : B->dims[1];
+    int64_t c2[2] = {1, 1};
+    if (k != kb || Y->dims[0] != m || Y->dims[1] != nn ||
+        (C && c_shape(C->rank, C->dims, m, nn, c2) != 0))
+        return bad_operands(a);
+    if (beta == 0.f)
+        C = NULL;
+
+    mm_state *s = new_state(a);
+    dnnl_post_ops_t po = NULL;
+    float *scaled = NULL;
+    dnnl_engine_t eng;
+    if (!s)
+        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "node '%s' (%s): out of memory", n->name,
+                             n->op_type);
+    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
+        goto fail;
+    dnnl_memory_desc_t amd, bmd, ymd, cmd;
+    dnnl_dims_t adims = {m, k}, bdims = {k, nn}, ydims = {m, nn}, cdims = {c2[0], c2[1]};
+    dnnl_dims_t astr = {ta ? 1 : k, ta ? m : 1}, bstr = {tb ? 1 : nn, tb ? k : 1};
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_strides(&amd, 2, adims, dnnl_f32, astr));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_strides(&bmd, 2, bdims, dnnl_f32, bstr));
+    QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&ymd, 2, ydims));
+    QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&cmd, 2, cdims));
+    QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
+
+    /* A constant B is packed with alpha folded in. */
+    const qd_value *bv = n->inputs[1];
+    const void *b_const = bv && bv->konst && B->data ? B->data : NULL;
+    if (b_const && alpha != 1.f) {
+        size_t cnt = (size_t)(k * nn);
+        scaled = qd_malloc(cnt * sizeof *scaled);
+        if (!scaled) {
+            st = qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "node '%s' (%s): out of memory",
+                               n->name, n->op_type);
+            goto fail;
+        }
+        const float *src = b_const;
+        for (size_t i = 0; i < cnt; i++)
+            scaled[i] = alpha * src[i];
+        b_const = scaled;
+    }
+    float alpha_left = b_const ? 1.f : alpha; /* still to apply after the product */
+    const qd_value *cv = C ? n->inputs[2] : NULL;
+    int c_is_const = cv && cv->konst && C->data;
+    int per_n = c2[0] == 1 && c2[1] == nn;
+    const dnnl_memory_desc_t *bias_md = NULL;
+    if (C && alpha_left == 1.f && per_n && (c_is_const || beta == 1.f)) {
+        /* C as the matmul bias. */
+        bias_md = &cmd;
+        if (c_is_const) {
+            QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bias, &cmd, eng, DNNL_MEMORY_ALLOCATE));
+        } else {
+            QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bias, &cmd, eng, DNNL_MEMORY_NONE));
+            s->bias_input = 2;
+        }
+    } else {
+        if (C && !c_is_const && beta != 1.f)
+            alpha_left /= beta; /* beta * (alpha/beta * AB + C) */
+        if (alpha_left != 1.f)
+            QD_DNNL_TRY(g, n, dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear,
+                                                           alpha_left, 0.f));
+        if (C) {
+            QD_DNNL_TRY(g, n, dnnl_post_ops_append_binary(po, dnnl_binary_add, &cmd));
+            s->c_bin_pos = dnnl_post_ops_len(po) - 1;
+            QD_DNNL_TRY(g, n, dnnl_memory_create(&s->c_bin, &cmd, eng,
+                                                 c_is_const ? DNNL_MEMORY_ALLOCATE
+                                                            : DNNL_MEMORY_NONE));
+            if (!c_is_const) {
+                s->c_bin_input = 2;
+                if (beta != 1.f) {
+                    /* times beta: a binary multiply by a scalar (a second
+                     * linear post-op would clash with the first) */
+                    dnnl_dims_t one = {1, 1};
+                    dnnl_memory_desc_t smd;
+                    QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&smd, 2, one));
+                    QD_DNNL_TRY(g, n, dnnl_post_ops_append_binary(po, dnnl_binary_mul, &smd));
+                    s->beta_pos = dnnl_post_ops_len(po) - 1;
+                    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->beta_bin, &smd, eng,
+                                                         DNNL_MEMORY_ALLOCATE));
+                    void *h = NULL;
+                    QD_DNNL_TRY(g, n, dnnl_memory_get_data_handle(s->beta_bin, &h));
+                    *(float *)h = beta;
+                }
+            }
+        }
+    }
+    /* A constant C, scaled by beta once. */
+    dnnl_memory_t cmem = s->bias ? s->bias : s->c_bin;
+    if (C && c_is_const) {
+        void *h = NULL;
+        QD_DNNL_TRY(g, n, dnnl_memory_get_data_handle(cmem, &h));
+        const float *src = C->data;
+        float *dst = h;
+        for (int64_t i = 0; i < c2[0] * c2[1]; i++)
+            dst[i] = beta * src[i];
+    }
+    st = finish(a, s, &amd, &bmd, b_const, bias_md, &ymd, po);
+    po = NULL;
+    if (st != QD_OK)
+        goto fail;
+    qd_free(scaled);
+    *state = s;
+    return QD_OK;
+fail:
+    qd_free(scaled);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    mm_release(s);
+    return st;
+}
+
+/* ---- run ---- */
+
+static int dims_equal(const qd_tensor *t, int rank, const int64_t *dims)
+{
+    if (!t || t->rank != rank)
+        return 0;
+    for (int i = 0; i < rank; i++)
+        if (t->dims[i] != dims[i])
+            return 0;
+    return 1;
+}
+
+static qd_status mm_execute(const qd_kernel_args *a, mm_state *s)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    dnnl_stream_t strm;
+    if ((st = qd_dnnl_get(g, n, NULL, &strm)) != QD_OK)
+        return st;
+    if (!dims_equal(a->inputs[0], s->a_rank, s->a_dims) ||
+        !dims_equal(a->inputs[1], s->b_rank, s->b_dims) ||
+        !dims_equal(a->outputs[0], s->y_rank, s->y_dims))
+        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
+                             "node '%s' (%s): shapes changed since the oneDNN matmul was prepared",
+                             n->name, n->op_type);
+    dnnl_exec_arg_t args[6 + QD_DNNL_MAX_BINARY];
+    int na = 0;
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src, a->inputs[0]->data));
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst, a->outputs[0]->data));
+    if (!s->b_const)
+        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->wei, a->inputs[1]->data));
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src};
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst};
+    if (s->bias) {
+        if (s->bias_input >= 0)
+            QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bias, a->inputs[s->bias_input]->data));
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
+    }
+    if (s->c_bin) {
+        if (s->c_bin_input >= 0)
+            QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->c_bin, a->inputs[s->c_bin_input]->data));
+        args[na++] = (dnnl_exec_arg_t){
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->c_bin_pos) | DNNL_ARG_SRC_1, s->c_bin};
+    }
+    for (int i = 0; i < s->chain.n_binary; i++) {
+        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
+        args[na++] = (dnnl_exec_arg_t){
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
+    }
+    if (s->beta_bin)
+        args[na++] = (dnnl_exec_arg_t){
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->beta_pos) | DNNL_ARG_SRC_1, s->beta_bin};
+    QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->prim, strm, na, args));
+    QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
+    if (s->chain.tail_from < a->n_fused)
+        qd_dnnl_run_tail(a, &s->chain, s->y_dims[s->y_rank - 1], 1);
+fail:
+    return st;
+}
+
+static qd_status matmul_run(const qd_kernel_args *a)
+{
+    if (a->state)
+        return mm_execute(a, a->state);
+    void *s = NULL;
+    qd_status st = matmul_prepare(a, &s);
+    if (st == QD_OK)
+        st = mm_execute(a, s);
+    mm_release(s);
+    return st;
+}
+
+static qd_status gemm_run(const qd_kernel_args *a)
+{
+    if (a->state)
+        return mm_execute(a, a->state);
+    void *s = NULL;
+    qd_status st = gemm_prepare(a, &s);
+    if (st == QD_OK)
+        st = mm_execute(a, s);
+    mm_release(s);
+    return st;
+}
+
+/* ---- selection ---- */
+
+static int value_ok(const qd_value *v, int rank_min, int rank_max)
+{
+    if (!v || v->dtype != QD_DT_FLOAT || !qd_value_shape_known(v) || v->rank < rank_min ||
+        v->rank > rank_max)
+        return 0;
+    for (int i = 0; i < v->rank; i++)
+        if (v->dims[i] <= 0)
+            return 0;
+    return 1;
+}
+
+int qd_dnnl_matmul_supports(const qd_node *n)
+{
+    if (n->n_inputs != 2 || n->n_outputs < 1)
+        return 0;
+    const qd_value *A = n->inputs[0], *B = n->inputs[1], *Y = n->outputs[0];
+    if (!value_ok(A, 1, DNNL_MAX_NDIMS) || !value_ok(B, 1, DNNL_MAX_NDIMS) ||
+        !value_ok(Y, 1, DNNL_MAX_NDIMS))
+        return 0;
+    int64_t ka = A->dims[A->rank - 1], kb = B->rank == 1 ? B->dims[0] : B->dims[B->rank - 2];
+    if (ka != kb)
+        return 0;
+    /* Batch dims broadcast. */
+    int ra = A->rank, rb = B->rank;
+    for (int i = 3; i <= ra || i <= rb; i++) {
+        int64_t da = i <= ra ? A->dims[ra - i] : 1, db = i <= rb ? B->dims[rb - i] : 1;
+        if (da != db && da != 1 && db != 1)
+            return 0;
+    }
+    return 1;
+}
+
+int qd_dnnl_gemm_supports(const qd_node *n)
+{
+    if (n->n_inputs < 2 || n->n_inputs > 3 || n->n_outputs < 1)
+        return 0;
+    const qd_value *A = n->inputs[0], *B = n->inputs[1], *Y = n->outputs[0];
+    const qd_value *C = n->n_inputs > 2 ? n->inputs[2] : NULL;
+    int64_t ta, tb;
+    float alpha, beta;
+    if (gemm_attrs(n, &ta, &tb, &alpha, &beta) != 0 || !value_ok(A, 2, 2) || !value_ok(B, 2, 2) ||
+        !value_ok(Y, 2, 2))
+        return 0;
+    int64_t m = ta ? A->dims[1] : A->dims[0], k = ta ? A->dims[0] : A->dims[1];
+    int64_t kb = tb ? B->dims[1] : B->dims[0], nn = tb ? B->dims[0] : B->dims[1];
+    int64_t c2[2];
+    if (k != kb || Y->dims[0] != m || Y->dims[1] != nn)
+        return 0;
+    if (C && (!value_ok(C, 0, 2) || c_shape(C->rank, C->dims, m, nn, c2) != 0))
+        return 0;
+    return 1;
+}
+
+qd_kernel_impl qd_dnnl_matmul_impl(void)
+{
+    return (qd_kernel_impl){"dnnl", matmul_run, matmul_prepare, mm_release};
+}
+
+qd_kernel_impl qd_dnnl_gemm_impl(void)
+{
+    return (qd_kernel_impl){"dnnl", gemm_run, gemm_prepare, mm_release};
+}
