@@ -71,6 +71,7 @@ qd_kernel_fn qd_ref_kernel(qd_op op)
     case QD_OP_TOPK: return qd_ref_topk;
     case QD_OP_CUMSUM: return qd_ref_cumsum;
     case QD_OP_EINSUM: return qd_ref_einsum;
+    case QD_OP_SCATTER_ND: return qd_ref_scatter_nd;
 
     case QD_OP_QUANTIZE_LINEAR: return qd_ref_quantize_linear;
     case QD_OP_DEQUANTIZE_LINEAR: return qd_ref_dequantize_linear;

@@ -22,5 +22,6 @@ qd_status qd_ref_constant(const qd_kernel_args *a);
 qd_status qd_ref_constant_of_shape(const qd_kernel_args *a);
 qd_status qd_ref_range(const qd_kernel_args *a);
 qd_status qd_ref_einsum(const qd_kernel_args *a);
+qd_status qd_ref_scatter_nd(const qd_kernel_args *a);
 
 #endif
