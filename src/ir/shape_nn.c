@@ -123,8 +123,10 @@ static qd_status window_out(qd_graph *g, const qd_node *n, const window *w, int 
         if (w->ceil_mode && total % s != 0) {
             /* PyTorch and newer ONNX drop a last window that would start in
              * the end padding. */
+            int64_t start, limit;
             *out += 1;
-            if ((*out - 1) * s >= in + w->pads[i])
+            if (qd_add_i64(in, w->pads[i], &limit) == 0 &&
+                (qd_mul_i64(*out - 1, s, &start) != 0 || start >= limit))
                 *out -= 1;
         }
         return QD_OK;
@@ -287,8 +289,12 @@ qd_status qd_shape_conv_transpose(qd_graph *g, qd_node *n)
         if (nos != (size_t)k && nos != (size_t)k + 2)
             return qd_node_fail(g, n, QD_STATUS_SHAPE_ERROR,
                                 "output_shape has %zu values for %d spatial dims", nos, k);
-        for (int i = 0; i < k; i++)
+        for (int i = 0; i < k; i++) {
             out.d[2 + i] = os[i + (int)nos - k];
+            if (out.d[2 + i] < 0)
+                return qd_node_fail(g, n, QD_STATUS_SHAPE_ERROR, "invalid output_shape %lld",
+                                    (long long)out.d[2 + i]);
+        }
         return qd_set_output(g, n, 0, dt, &out);
     }
     for (int i = 0; i < k; i++) {
@@ -299,12 +305,16 @@ qd_status qd_shape_conv_transpose(qd_graph *g, qd_node *n)
             if (qd_mul_i64(in, s, &v) != 0)
                 return qd_node_fail(g, n, QD_STATUS_SHAPE_ERROR, "size overflows");
         } else {
-            int64_t pads = win.pad == PAD_VALID ? 0 : win.pads[i] + win.pads[i + k];
-            int64_t eff = win.dilation[i] * (win.kernel[i] - 1) + 1;
-            if (in == 0 || qd_mul_i64(s, in - 1, &v) != 0)
-                return qd_node_fail(g, n, QD_STATUS_SHAPE_ERROR, "invalid input size %lld",
-                                    (long long)in);
-            v += win.output_padding[i] + eff - pads;
+            /* stride * (in - 1) + output_padding + dilated kernel - pads */
+            int64_t pads = 0, eff;
+            if (in == 0)
+                return qd_node_fail(g, n, QD_STATUS_SHAPE_ERROR, "input size is 0");
+            if ((win.pad != PAD_VALID && qd_add_i64(win.pads[i], win.pads[i + k], &pads) != 0) ||
+                qd_mul_i64(win.dilation[i], win.kernel[i] - 1, &eff) != 0 ||
+                qd_add_i64(eff, 1, &eff) != 0 || qd_mul_i64(s, in - 1, &v) != 0 ||
+                qd_add_i64(v, win.output_padding[i], &v) != 0 || qd_add_i64(v, eff, &v) != 0)
+                return qd_node_fail(g, n, QD_STATUS_SHAPE_ERROR, "output size overflows");
+            v -= pads;
         }
         if (v <= 0)
             return qd_node_fail(g, n, QD_STATUS_SHAPE_ERROR,

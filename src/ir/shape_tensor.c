@@ -529,7 +529,7 @@ qd_status qd_shape_split(qd_graph *g, qd_node *n)
             sizes[i] = -1;
     } else {
         /* Equal parts; opset 18's num_outputs lets the last one be smaller. */
-        int64_t chunk = (dim + nout - 1) / nout;
+        int64_t chunk = dim / nout + (dim % nout != 0);
         if (dim % nout != 0 && num_outputs < 0) {
             st = qd_node_fail(g, n, QD_STATUS_SHAPE_ERROR,
                               "axis %d of size %lld does not split into %d equal parts", a,
@@ -946,6 +946,10 @@ static qd_status range_count(qd_graph *g, const qd_node *n, const qd_tensor *s,
     double q = (limit - start) / delta;
     if (!(q < 9e18))
         return qd_node_fail(g, n, QD_STATUS_SHAPE_ERROR, "range is too long");
+    if (!(q > 0)) {
+        *out = 0;
+        return QD_OK;
+    }
     int64_t c = (int64_t)q;
     if ((double)c < q)
         c++;

@@ -646,6 +646,94 @@ static void test_fold_arithmetic(void **state)
     qd_graph_delete(g);
 }
 
+/* Shapes known element by element fold while the batch is symbolic:
+ * x.chunk(2, dim=1) slices at Shape(x)[1] / 2, and torch's expand(n, -1, -1)
+ * goes through Where(Equal(shape, -1), 1, shape). */
+static void test_partial_fold(void **state)
+{
+    (void)state;
+    qd_graph *g = new_graph(17);
+    const char *syms[] = {"batch"};
+    qd_value *x = input_sym(g, "x", QD_DT_FLOAT, 4, (int64_t[]){-1, 116, 28, 28}, syms);
+    qd_node *sh = node(g, "Shape", "shape", (qd_value *[]){x}, 1, 1);
+    qd_value *one = const_i64(g, "one", (int64_t[]){1}, 1, 0);
+    qd_node *ch = node(g, "Gather", "channels", (qd_value *[]){out0(sh), one}, 2, 1);
+    qd_value *two = const_i64(g, "two", (int64_t[]){2}, 1, 0);
+    qd_node *half = node(g, "Div", "half", (qd_value *[]){out0(ch), two}, 2, 1);
+    qd_value *zero = const_i64(g, "zero", (int64_t[]){0}, 1, 0);
+    qd_node *sl = node(g, "Slice", "chunk0", (qd_value *[]){x, zero, out0(half), one}, 4, 1);
+
+    /* Expand(token[1,1,8], Where(Equal(s, -1), 1, s)) with s = [batch, -1, -1] */
+    qd_value *token = weight(g, "token", 3, (int64_t[]){1, 1, 8});
+    qd_value *i0 = const_i64(g, "i0", (int64_t[]){0}, 1, 1);
+    qd_node *n0 = node(g, "Gather", "n0", (qd_value *[]){out0(sh), i0}, 2, 1);
+    qd_node *un = node(g, "Unsqueeze", "un", (qd_value *[]){out0(n0), zero}, 2, 1);
+    qd_value *m1 = const_i64(g, "m1", (int64_t[]){-1, -1}, 2, 0);
+    qd_node *cat = node(g, "Concat", "cat", (qd_value *[]){out0(un), m1}, 2, 1);
+    qd_node_set_attr_int(cat, "axis", 0);
+    qd_value *minus = const_i64(g, "minus", (int64_t[]){-1}, 1, 1);
+    qd_node *eq = node(g, "Equal", "eq", (qd_value *[]){out0(cat), minus}, 2, 1);
+    qd_value *ones = const_i64(g, "ones", (int64_t[]){1, 1, 1}, 3, 0);
+    qd_node *wh = node(g, "Where", "wh", (qd_value *[]){out0(eq), ones, out0(cat)}, 3, 1);
+    qd_node *ex = node(g, "Expand", "ex", (qd_value *[]){token, out0(wh)}, 2, 1);
+    infer_ok(g);
+    assert_non_null(out0(ch)->konst);
+    assert_non_null(out0(half)->konst);
+    assert_int_equal(qd_tensor_get_i64(out0(half)->konst, 0), 58);
+    assert_shape(out0(sl), "batchx58x28x28");
+    assert_null(out0(cat)->konst);
+    assert_shape(out0(ex), "batchx1x8");
+    qd_graph_delete(g);
+}
+
+static void test_misc_ops(void **state)
+{
+    (void)state;
+    qd_graph *g = new_graph(13);
+    const char *syms[] = {"b"};
+    qd_value *a = input_sym(g, "a", QD_DT_FLOAT, 3, (int64_t[]){-1, 4, 5}, syms);
+    qd_value *b = input_sym(g, "b", QD_DT_FLOAT, 3, (int64_t[]){-1, 5, 6}, syms);
+    qd_node *es = node(g, "Einsum", "es", (qd_value *[]){a, b}, 2, 1);
+    qd_node_set_attr_string(es, "equation", "bij,bjk->bik");
+    qd_node *es2 = node(g, "Einsum", "es2", (qd_value *[]){a}, 1, 1);
+    qd_node_set_attr_string(es2, "equation", "...ij->...ji");
+
+    qd_value *x = input(g, "x", QD_DT_FLOAT, 4, (int64_t[]){1, 8, 7, 9});
+    qd_value *scales = qd_graph_new_value(g, "scales", NULL);
+    qd_tensor *t = qd_tensor_new(QD_DT_FLOAT, 1, (int64_t[]){4});
+    float sv[] = {1, 1, 2, 1.5f};
+    for (int i = 0; i < 4; i++)
+        qd_tensor_set_f64(t, i, sv[i]);
+    qd_value_set_const(scales, t);
+    scales->is_initializer = 1;
+    qd_node *rz = node(g, "Resize", "rz", (qd_value *[]){x, NULL, scales}, 3, 1);
+    qd_value *pads = const_i64(g, "pads", (int64_t[]){0, 0, 1, 2, 0, 0, 3, 4}, 8, 0);
+    qd_node *pad = node(g, "Pad", "pad", (qd_value *[]){x, pads}, 2, 1);
+    qd_node *d2s = node(g, "DepthToSpace", "d2s", (qd_value *[]){x}, 1, 1);
+    qd_node_set_attr_int(d2s, "blocksize", 2);
+    qd_value *k = const_i64(g, "k", (int64_t[]){3}, 1, 0);
+    qd_node *topk = node(g, "TopK", "topk", (qd_value *[]){x, k}, 2, 2);
+    qd_value *reps = const_i64(g, "reps", (int64_t[]){2, 1, 1, 3}, 4, 0);
+    qd_node *tile = node(g, "Tile", "tile", (qd_value *[]){x, reps}, 2, 1);
+    qd_value *m7 = const_i64(g, "m7", (int64_t[]){-7, 7}, 2, 0);
+    qd_value *m3 = const_i64(g, "m3", (int64_t[]){3}, 1, 1);
+    qd_node *mod = node(g, "Mod", "mod", (qd_value *[]){m7, m3}, 2, 1);
+    infer_ok(g);
+    assert_shape(out0(es), "bx4x6");
+    assert_shape(out0(es2), "bx5x4");
+    assert_shape(out0(rz), "1x8x14x13");
+    assert_shape(out0(pad), "1x8x11x15");
+    assert_shape(out0(d2s), "1x2x14x18");
+    assert_shape(topk->outputs[0], "1x8x7x3");
+    assert_int_equal(topk->outputs[1]->dtype, QD_DT_INT64);
+    assert_shape(out0(tile), "2x8x7x27");
+    /* integer Mod takes the divisor's sign, like Python */
+    assert_non_null(out0(mod)->konst);
+    assert_int_equal(qd_tensor_get_i64(out0(mod)->konst, 0), 2);
+    assert_int_equal(qd_tensor_get_i64(out0(mod)->konst, 1), 1);
+    qd_graph_delete(g);
+}
+
 /* ---- errors ---- */
 
 static void test_errors(void **state)
@@ -708,6 +796,8 @@ int main(void)
         cmocka_unit_test(test_layer_norm),
         cmocka_unit_test(test_fold_shape_subgraph),
         cmocka_unit_test(test_fold_arithmetic),
+        cmocka_unit_test(test_partial_fold),
+        cmocka_unit_test(test_misc_ops),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

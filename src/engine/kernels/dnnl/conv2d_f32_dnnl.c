@@ -25,6 +25,10 @@ typedef struct conv_geom {
     int64_t n, ic, oc;
     int64_t in[SPATIAL_MAX], out[SPATIAL_MAX], kernel[SPATIAL_MAX];
     int64_t stride[SPATIAL_MAX], dil[SPATIAL_MAX], pl[SPATIAL_MAX], pr[SPATIAL_MAX];
+    /* Some window lies entirely in the padding (pads >= the dilated
+     * kernel). oneDNN 2.6's brgconv crashes on such shapes with a `sum`
+     * post-op, so a residual then runs after the primitive. */
+    int fullpad;
 } conv_geom;
 
 static int ints_attr(const qd_node *n, const char *name, int count, int64_t def, int64_t min,
@@ -121,6 +125,8 @@ static int read_geom(const qd_node *n, int rank, const int64_t *x, const int64_t
                      (long long)g->out[i], i);
             return -1;
         }
+        if (g->pl[i] >= eff || (g->out[i] - 1) * g->stride[i] - g->pl[i] >= g->in[i])
+            g->fullpad = 1;
     }
     return 0;
 }
@@ -170,7 +176,7 @@ static void conv_release(void *p)
 static qd_status conv_pd(const qd_kernel_args *a, const conv_geom *gm,
                          const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
                          const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
-                         const dnnl_memory_desc_t *full_md, int use_sum, qd_dnnl_chain *chain,
+                         const dnnl_memory_desc_t *full_md, qd_dnnl_chain *chain,
                          dnnl_primitive_desc_t *out)
 {
     qd_status st = QD_OK;
@@ -192,12 +198,32 @@ static qd_status conv_pd(const qd_kernel_args *a, const conv_geom *gm,
                 dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
                                                            dnnl_convolution_direct, src, wei, bias,
                                                            dst, strides, dil, pl, pr));
-    QD_DNNL_TRY(a->graph, a->node, dnnl_post_ops_create(&po));
-    if ((st = qd_dnnl_chain_post_ops(a, po, dst, full_md, use_sum, chain)) != QD_OK)
-        goto fail;
-    QD_DNNL_TRY(a->graph, a->node, dnnl_primitive_attr_create(&attr));
-    QD_DNNL_TRY(a->graph, a->node, dnnl_primitive_attr_set_post_ops(attr, po));
-    QD_DNNL_TRY(a->graph, a->node, dnnl_primitive_desc_create(out, &cd, attr, eng, NULL));
+    /* Fuse as much as oneDNN runs fast and right: step down until the
+     * implementation is neither the reference one nor gemm:jit with a
+     * binary post-op (wrong on ndhwc). Level 1 adds per-channel operands
+     * in the tail, level 2 also the residual, level 3 fuses nothing. */
+    for (int level = 0; level <= 3; level++) {
+        qd_dnnl_residual res = gm->fullpad || level >= 2 ? QD_DNNL_RESIDUAL_TAIL
+                                                          : QD_DNNL_RESIDUAL_SUM;
+        QD_DNNL_TRY(a->graph, a->node, dnnl_post_ops_create(&po));
+        if ((st = qd_dnnl_chain_post_ops(a, po, dst, full_md, res, level == 0,
+                                         level == 3 ? 0 : a->n_fused, chain)) != QD_OK)
+            goto fail;
+        QD_DNNL_TRY(a->graph, a->node, dnnl_primitive_attr_create(&attr));
+        QD_DNNL_TRY(a->graph, a->node, dnnl_primitive_attr_set_post_ops(attr, po));
+        QD_DNNL_TRY(a->graph, a->node, dnnl_primitive_desc_create(out, &cd, attr, eng, NULL));
+        const char *impl = qd_dnnl_impl_name(*out);
+        int is_ref = strncmp(impl, "ref", 3) == 0;
+        int bad_binary = chain->n_binary > 0 && strstr(impl, "gemm") != NULL;
+        if (level == 3 || (!is_ref && !bad_binary) || chain->tail_from == 0)
+            break;
+        dnnl_primitive_desc_destroy(*out);
+        *out = NULL;
+        dnnl_primitive_attr_destroy(attr);
+        dnnl_post_ops_destroy(po);
+        attr = NULL;
+        po = NULL;
+    }
 fail:
     if (attr)
         dnnl_primitive_attr_destroy(attr);
@@ -280,7 +306,7 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
     int internal = layout == QD_DNNL_NCHW && policy == QD_DNNL_CONV_CHANNELS_LAST;
     if (!internal) {
         if ((st = conv_pd(a, &gm, &src_user, &wei_any, b ? &bias_md : NULL, &dst_user, &dst_user,
-                          0, &s->chain, &pd)) != QD_OK)
+                          &s->chain, &pd)) != QD_OK)
             goto fail;
         if (layout == QD_DNNL_NCHW && policy == QD_DNNL_CONV_AUTO && qd_dnnl_impl_is_slow(pd)) {
             dnnl_primitive_desc_destroy(pd);
@@ -292,7 +318,7 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
         QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_int, rank, xd, dnnl_f32, cl_tag));
         QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_int, rank, yd, dnnl_f32, cl_tag));
         if ((st = conv_pd(a, &gm, &src_int, &wei_any, b ? &bias_md : NULL, &dst_int, &dst_user,
-                          1, &s->chain, &pd)) != QD_OK)
+                          &s->chain, &pd)) != QD_OK)
             goto fail;
         s->internal = 1;
     }
@@ -361,6 +387,17 @@ static int dims_equal(const qd_tensor *t, int rank, const int64_t *dims)
     return 1;
 }
 
+static void parallel_copy(void *dst, const void *src, size_t bytes)
+{
+    const size_t chunk = 1 << 16;
+    int64_t n = (int64_t)((bytes + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) if (n > 4)
+    for (int64_t i = 0; i < n; i++) {
+        size_t off = (size_t)i * chunk, len = bytes - off < chunk ? bytes - off : chunk;
+        memcpy((char *)dst + off, (const char *)src + off, len);
+    }
+}
+
 static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
 {
     qd_status st = QD_OK;
@@ -389,6 +426,13 @@ static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
     if (s->has_bias)
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
     if (!s->internal) {
+        if (s->chain.sum_input >= 0) {
+            /* The residual goes into dst first (nothing to do when the
+             * engine lets dst share the residual's buffer). */
+            const qd_tensor *r = a->inputs[s->chain.sum_input];
+            if (r->data != a->outputs[0]->data)
+                parallel_copy(a->outputs[0]->data, r->data, a->outputs[0]->nbytes);
+        }
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src_user};
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst_user};
         QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->conv, strm, na, args));

@@ -262,8 +262,8 @@ static int same_dims(const qd_tensor *t, int rank, const int64_t *dims)
 
 qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                                  const dnnl_memory_desc_t *dst_md,
-                                 const dnnl_memory_desc_t *full_md, int use_sum,
-                                 qd_dnnl_chain *chain)
+                                 const dnnl_memory_desc_t *full_md, qd_dnnl_residual residual,
+                                 int allow_binary, int fuse_limit, qd_dnnl_chain *chain)
 {
     qd_status st = QD_OK;
     const qd_node *anchor = a->node;
@@ -283,6 +283,10 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
     }
     for (int k = 0; k < a->n_fused; k++) {
         const qd_node *n = a->fused[k];
+        if (k >= fuse_limit) {
+            chain->tail_from = k;
+            break;
+        }
         if (n->op == QD_OP_ADD) {
             if (n->n_inputs != 2 || extra >= a->n_inputs || !a->inputs[extra])
                 return qd_graph_fail(a->graph, QD_STATUS_INVALID_ARGUMENT,
@@ -298,7 +302,13 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
             /* Every value of the chain has the anchor output's shape. */
             const qd_tensor *y = a->outputs[0];
             int full = same_dims(t, y->rank, y->dims);
-            if (full && use_sum && chain->sum_input < 0) {
+            if ((full && (residual == QD_DNNL_RESIDUAL_TAIL ||
+                          (residual == QD_DNNL_RESIDUAL_SUM && chain->sum_input >= 0))) ||
+                (!full && !allow_binary)) {
+                chain->tail_from = k;
+                break;
+            }
+            if (full && residual == QD_DNNL_RESIDUAL_SUM) {
                 QD_DNNL_TRY(a->graph, anchor, dnnl_post_ops_append_sum(po, 1.f));
                 chain->sum_input = extra;
             } else {

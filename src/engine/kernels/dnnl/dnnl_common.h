@@ -44,32 +44,43 @@ dnnl_format_tag_t qd_dnnl_act_tag(qd_dnnl_layout layout, int rank);
 /* Row-major float32 descriptor of dims (rank 1..12). */
 dnnl_status_t qd_dnnl_md_plain(dnnl_memory_desc_t *md, int rank, const int64_t *dims);
 
-/* The fused chain as post-ops. dst_md describes the destination the
- * primitive writes; full_md is the layout of an operand with dst's full
- * shape (dst_md itself unless the kernel computes in another layout than the
- * engine's); smaller operands broadcast and are plain. For each
- * residual Add, bin_input[k] is the index in a->inputs of its operand, and
- * bin_pos[k] the post-op position. When use_sum is set, a single residual is
- * expressed as a `sum` post-op instead (the caller puts the residual into
- * dst before executing) and its input index goes to *sum_input. */
+/* How a fused Add whose operand has the output's full shape becomes a
+ * post-op. Operands that broadcast per channel are binary adds, or run in
+ * the tail when allow_binary is 0 (gemm:jit conv computes a per-channel
+ * binary post-op wrongly on 3-D ndhwc). */
+typedef enum qd_dnnl_residual {
+    /* `sum`: the caller puts the operand into dst before executing. Only
+     * the first full-shape Add; later ones run in the tail. This is what
+     * conv uses: oneDNN 2.6's brgconv does not take a full-tensor binary
+     * post-op at all, and gemm:jit conv computes it wrongly on nhwc. */
+    QD_DNNL_RESIDUAL_SUM,
+    QD_DNNL_RESIDUAL_BINARY, /* binary add reading the operand (matmul) */
+    QD_DNNL_RESIDUAL_TAIL,   /* after the primitive (see qd_dnnl_run_tail) */
+} qd_dnnl_residual;
+
+/* The fused chain as post-ops, appended to po (which may already hold
+ * post-ops); fused nodes from index fuse_limit on go to the tail. dst_md describes the destination the primitive writes;
+ * full_md is the layout of a full-shape binary operand (dst_md unless the
+ * kernel computes in another layout than the engine's). For each binary
+ * post-op, bin_input[k] is the index in a->inputs of its operand and
+ * bin_pos[k] its post-op position; a `sum` operand's index is sum_input. */
 #define QD_DNNL_MAX_BINARY 8
 typedef struct qd_dnnl_chain {
     int n_binary;
     int bin_pos[QD_DNNL_MAX_BINARY];
     int bin_input[QD_DNNL_MAX_BINARY];
     int sum_input; /* -1: none */
-    /* Fused nodes from this index on could not become post-ops (oneDNN 2.6
-     * miscomputes two eltwise post-ops of one algorithm with different
-     * parameters); qd_dnnl_run_tail applies them to the output afterwards.
-     * n_fused when everything is fused. */
+    /* Fused nodes from this index on run after the primitive
+     * (qd_dnnl_run_tail): a second residual, a residual in TAIL mode, or
+     * an eltwise oneDNN 2.6 would miscompute (two eltwise post-ops of one
+     * algorithm with different parameters). n_fused when all are fused. */
     int tail_from;
 } qd_dnnl_chain;
 
-/* Appends the chain's post-ops to po (which may already hold post-ops). */
 qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                                  const dnnl_memory_desc_t *dst_md,
-                                 const dnnl_memory_desc_t *full_md, int use_sum,
-                                 qd_dnnl_chain *chain);
+                                 const dnnl_memory_desc_t *full_md, qd_dnnl_residual residual,
+                                 int allow_binary, int fuse_limit, qd_dnnl_chain *chain);
 
 /* Applies the fused nodes from chain->tail_from on to a->outputs[0] in
  * place. A per-channel Add operand is indexed by (i / inner) % channels of

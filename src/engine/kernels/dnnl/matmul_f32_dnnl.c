@@ -3,11 +3,12 @@
  * primitive, with the fused chain as post-ops.
  *
  * A constant B is packed once into the layout oneDNN prefers
- * (format_tag_any), with Gemm's alpha folded in. Gemm's C becomes the
- * matmul bias when it is a per-column vector and needs no scaling after the
- * product; otherwise a binary-add post-op (a constant C is scaled by beta
- * once; a runtime C with beta != 1 is handled with linear post-ops around
- * the add). */
+ * (format_tag_any), with Gemm's alpha folded in. Gemm's beta*C is kept
+ * broadcast to a row [1, N] (when C is constant along M) or to [M, N]:
+ * once for a constant C, at each run for a runtime C (a runtime [N] with
+ * beta 1 is used in place). A row becomes the matmul bias when no alpha is
+ * left to apply; otherwise C is a binary-add post-op after a linear one.
+ * (oneDNN's brg matmul has no per-row broadcast, hence no [M, 1] operand.) */
 #include <string.h>
 
 #include "base/alloc.h"
@@ -16,13 +17,16 @@
 typedef struct mm_state {
     qd_dnnl_state_head head;
     dnnl_primitive_t prim;
-    dnnl_memory_t src, wei, dst, bias, c_bin, beta_bin;
+    dnnl_memory_t src, wei, dst;
+    dnnl_memory_t cmem; /* Gemm's beta*C operand (bias or binary) */
     dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
-    int b_const;     /* wei holds the packed constant B */
-    int bias_input;  /* runtime C as bias: input index; -1 none or constant (owned) */
-    int c_bin_pos;   /* post-op position of C as a binary operand, -1 none */
-    int c_bin_input; /* runtime C binary: input index; -1 constant (owned) */
-    int beta_pos;    /* post-op position of the multiply by beta (beta_bin) */
+    int b_const;   /* wei holds the packed constant B */
+    int c_as_bias; /* cmem is DNNL_ARG_BIAS, else a binary post-op at c_pos */
+    int c_pos;
+    int c_direct;  /* cmem points at the runtime C itself */
+    int c_refresh; /* cmem is rebuilt from the runtime C at each run */
+    int64_t c2[2], c_rows;
+    float beta;
     qd_dnnl_chain chain;
     int a_rank, b_rank, y_rank;
     int64_t a_dims[QD_MAX_RANK], b_dims[QD_MAX_RANK], y_dims[QD_MAX_RANK];
@@ -35,7 +39,7 @@ static void mm_release(void *p)
         return;
     if (s->prim)
         dnnl_primitive_destroy(s->prim);
-    dnnl_memory_t mems[] = {s->src, s->wei, s->dst, s->bias, s->c_bin, s->beta_bin};
+    dnnl_memory_t mems[] = {s->src, s->wei, s->dst, s->cmem};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
@@ -50,7 +54,7 @@ static mm_state *new_state(const qd_kernel_args *a)
     mm_state *s = qd_calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->bias_input = s->c_bin_pos = s->c_bin_input = -1;
+    s->c_pos = -1;
     const qd_tensor *A = a->inputs[0], *B = a->inputs[1], *Y = a->outputs[0];
     s->a_rank = A->rank;
     s->b_rank = B->rank;
@@ -76,7 +80,8 @@ static qd_status finish(const qd_kernel_args *a, mm_state *s, const dnnl_memory_
     dnnl_primitive_desc_t pd = NULL;
     if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
         goto fail;
-    if ((st = qd_dnnl_chain_post_ops(a, po, ymd, ymd, 0, &s->chain)) != QD_OK)
+    if ((st = qd_dnnl_chain_post_ops(a, po, ymd, ymd, QD_DNNL_RESIDUAL_BINARY, 1, a->n_fused,
+                                     &s->chain)) != QD_OK)
         goto fail;
     dnnl_memory_desc_t bmd = *bmd_user;
     if (b_const_data)
@@ -236,6 +241,19 @@ static int c_shape(int rank, const int64_t *dims, int64_t m, int64_t nn, int64_t
     return 0;
 }
 
+/* cmem <- beta * C broadcast to [c_rows, N]. */
+static void fill_c(mm_state *s, const float *c)
+{
+    void *h = NULL;
+    dnnl_memory_get_data_handle(s->cmem, &h);
+    float *dst = h;
+    int64_t nn = s->y_dims[1];
+    for (int64_t r = 0; r < s->c_rows; r++)
+        for (int64_t j = 0; j < nn; j++)
+            dst[r * nn + j] =
+                s->beta * c[(s->c2[0] == 1 ? 0 : r) * s->c2[1] + (s->c2[1] == 1 ? 0 : j)];
+}
+
 static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
 {
     qd_status st = QD_OK;
@@ -270,13 +288,12 @@ static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
                              n->op_type);
     if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
         goto fail;
-    dnnl_memory_desc_t amd, bmd, ymd, cmd;
-    dnnl_dims_t adims = {m, k}, bdims = {k, nn}, ydims = {m, nn}, cdims = {c2[0], c2[1]};
+    dnnl_memory_desc_t amd, bmd, ymd;
+    dnnl_dims_t adims = {m, k}, bdims = {k, nn}, ydims = {m, nn};
     dnnl_dims_t astr = {ta ? 1 : k, ta ? m : 1}, bstr = {tb ? 1 : nn, tb ? k : 1};
     QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_strides(&amd, 2, adims, dnnl_f32, astr));
     QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_strides(&bmd, 2, bdims, dnnl_f32, bstr));
     QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&ymd, 2, ydims));
-    QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&cmd, 2, cdims));
     QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
 
     /* A constant B is packed with alpha folded in. */
@@ -296,59 +313,40 @@ static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
         b_const = scaled;
     }
     float alpha_left = b_const ? 1.f : alpha; /* still to apply after the product */
-    const qd_value *cv = C ? n->inputs[2] : NULL;
-    int c_is_const = cv && cv->konst && C->data;
-    int per_n = c2[0] == 1 && c2[1] == nn;
     const dnnl_memory_desc_t *bias_md = NULL;
-    if (C && alpha_left == 1.f && per_n && (c_is_const || beta == 1.f)) {
-        /* C as the matmul bias. */
-        bias_md = &cmd;
-        if (c_is_const) {
-            QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bias, &cmd, eng, DNNL_MEMORY_ALLOCATE));
+    dnnl_memory_desc_t opmd;
+    if (C) {
+        /* C's operand: a row [1, N] when C is constant along M, else the
+         * full [M, N], with beta applied; once for a constant C, at each
+         * run for a runtime C unless usable as it is. */
+        const qd_value *cv = n->inputs[2];
+        int c_is_const = cv && cv->konst && C->data;
+        s->c_rows = c2[0] == 1 ? 1 : m;
+        s->c2[0] = c2[0];
+        s->c2[1] = c2[1];
+        s->beta = beta;
+        dnnl_dims_t opd = {s->c_rows, nn};
+        QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&opmd, 2, opd));
+        s->c_direct = !c_is_const && beta == 1.f && c2[1] == nn;
+        s->c_refresh = !c_is_const && !s->c_direct;
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->cmem, &opmd, eng,
+                                             s->c_direct ? DNNL_MEMORY_NONE
+                                                         : DNNL_MEMORY_ALLOCATE));
+        if (c_is_const)
+            fill_c(s, C->data);
+        if (alpha_left == 1.f && s->c_rows == 1) {
+            bias_md = &opmd; /* the matmul bias: per column, before post-ops */
+            s->c_as_bias = 1;
         } else {
-            QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bias, &cmd, eng, DNNL_MEMORY_NONE));
-            s->bias_input = 2;
+            if (alpha_left != 1.f)
+                QD_DNNL_TRY(g, n, dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear,
+                                                               alpha_left, 0.f));
+            QD_DNNL_TRY(g, n, dnnl_post_ops_append_binary(po, dnnl_binary_add, &opmd));
+            s->c_pos = dnnl_post_ops_len(po) - 1;
         }
-    } else {
-        if (C && !c_is_const && beta != 1.f)
-            alpha_left /= beta; /* beta * (alpha/beta * AB + C) */
-        if (alpha_left != 1.f)
-            QD_DNNL_TRY(g, n, dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear,
-                                                           alpha_left, 0.f));
-        if (C) {
-            QD_DNNL_TRY(g, n, dnnl_post_ops_append_binary(po, dnnl_binary_add, &cmd));
-            s->c_bin_pos = dnnl_post_ops_len(po) - 1;
-            QD_DNNL_TRY(g, n, dnnl_memory_create(&s->c_bin, &cmd, eng,
-                                                 c_is_const ? DNNL_MEMORY_ALLOCATE
-                                                            : DNNL_MEMORY_NONE));
-            if (!c_is_const) {
-                s->c_bin_input = 2;
-                if (beta != 1.f) {
-                    /* times beta: a binary multiply by a scalar (a second
-                     * linear post-op would clash with the first) */
-                    dnnl_dims_t one = {1, 1};
-                    dnnl_memory_desc_t smd;
-                    QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&smd, 2, one));
-                    QD_DNNL_TRY(g, n, dnnl_post_ops_append_binary(po, dnnl_binary_mul, &smd));
-                    s->beta_pos = dnnl_post_ops_len(po) - 1;
-                    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->beta_bin, &smd, eng,
-                                                         DNNL_MEMORY_ALLOCATE));
-                    void *h = NULL;
-                    QD_DNNL_TRY(g, n, dnnl_memory_get_data_handle(s->beta_bin, &h));
-                    *(float *)h = beta;
-                }
-            }
-        }
-    }
-    /* A constant C, scaled by beta once. */
-    dnnl_memory_t cmem = s->bias ? s->bias : s->c_bin;
-    if (C && c_is_const) {
-        void *h = NULL;
-        QD_DNNL_TRY(g, n, dnnl_memory_get_data_handle(cmem, &h));
-        const float *src = C->data;
-        float *dst = h;
-        for (int64_t i = 0; i < c2[0] * c2[1]; i++)
-            dst[i] = beta * src[i];
+    } else if (alpha_left != 1.f) {
+        QD_DNNL_TRY(g, n,
+                    dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear, alpha_left, 0.f));
     }
     st = finish(a, s, &amd, &bmd, b_const, bias_md, &ymd, po);
     po = NULL;
@@ -391,7 +389,7 @@ static qd_status mm_execute(const qd_kernel_args *a, mm_state *s)
         return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
                              "node '%s' (%s): shapes changed since the oneDNN matmul was prepared",
                              n->name, n->op_type);
-    dnnl_exec_arg_t args[6 + QD_DNNL_MAX_BINARY];
+    dnnl_exec_arg_t args[4 + QD_DNNL_MAX_BINARY];
     int na = 0;
     QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src, a->inputs[0]->data));
     QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst, a->outputs[0]->data));
@@ -400,25 +398,21 @@ static qd_status mm_execute(const qd_kernel_args *a, mm_state *s)
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst};
-    if (s->bias) {
-        if (s->bias_input >= 0)
-            QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bias, a->inputs[s->bias_input]->data));
-        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
-    }
-    if (s->c_bin) {
-        if (s->c_bin_input >= 0)
-            QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->c_bin, a->inputs[s->c_bin_input]->data));
+    if (s->cmem) {
+        if (s->c_direct)
+            QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->cmem, a->inputs[2]->data));
+        else if (s->c_refresh)
+            fill_c(s, a->inputs[2]->data);
         args[na++] = (dnnl_exec_arg_t){
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->c_bin_pos) | DNNL_ARG_SRC_1, s->c_bin};
+            s->c_as_bias ? DNNL_ARG_BIAS
+                         : DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->c_pos) | DNNL_ARG_SRC_1,
+            s->cmem};
     }
     for (int i = 0; i < s->chain.n_binary; i++) {
         QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
         args[na++] = (dnnl_exec_arg_t){
             DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
     }
-    if (s->beta_bin)
-        args[na++] = (dnnl_exec_arg_t){
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->beta_pos) | DNNL_ARG_SRC_1, s->beta_bin};
     QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->prim, strm, na, args));
     QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
     if (s->chain.tail_from < a->n_fused)
@@ -470,7 +464,7 @@ int qd_dnnl_matmul_supports(const qd_node *n)
         return 0;
     const qd_value *A = n->inputs[0], *B = n->inputs[1], *Y = n->outputs[0];
     if (!value_ok(A, 1, DNNL_MAX_NDIMS) || !value_ok(B, 1, DNNL_MAX_NDIMS) ||
-        !value_ok(Y, 1, DNNL_MAX_NDIMS))
+        !value_ok(Y, 0, DNNL_MAX_NDIMS))
         return 0;
     int64_t ka = A->dims[A->rank - 1], kb = B->rank == 1 ? B->dims[0] : B->dims[B->rank - 2];
     if (ka != kb)
