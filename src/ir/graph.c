@@ -392,43 +392,69 @@ void qd_graph_prune_values(qd_graph *g)
     g->n_values = k;
 }
 
+/* A binary min-heap of node indices: ready nodes leave in file order. */
+static void heap_push(size_t *heap, size_t *n, size_t v)
+{
+    size_t i = (*n)++;
+    heap[i] = v;
+    while (i > 0 && heap[(i - 1) / 2] > heap[i]) {
+        size_t p = (i - 1) / 2, t = heap[p];
+        heap[p] = heap[i];
+        heap[i] = t;
+        i = p;
+    }
+}
+
+static size_t heap_pop(size_t *heap, size_t *n)
+{
+    size_t top = heap[0];
+    heap[0] = heap[--(*n)];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *n && heap[l] < heap[m])
+            m = l;
+        if (r < *n && heap[r] < heap[m])
+            m = r;
+        if (m == i)
+            break;
+        size_t t = heap[m];
+        heap[m] = heap[i];
+        heap[i] = t;
+        i = m;
+    }
+    return top;
+}
+
 qd_status qd_graph_toposort(qd_graph *g)
 {
     size_t n = g->n_nodes;
     if (!n)
         return QD_OK;
-    /* Kahn's algorithm, taking ready nodes in their current order. */
-    int *pending = qd_calloc(n, sizeof *pending);
-    qd_node **order = qd_calloc(n, sizeof *order);
-    size_t *queue = qd_calloc(n, sizeof *queue);
-    if (!pending || !order || !queue) {
-        qd_free(pending);
-        qd_free(order);
-        qd_free(queue);
-        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "out of memory sorting the graph");
-    }
     for (size_t i = 0; i < n; i++)
         g->nodes[i]->id = (int)i;
+    /* Kahn's algorithm; among ready nodes the earliest in the current order
+     * goes first, so an already sorted graph keeps its order exactly. */
+    int *pending = qd_calloc(n, sizeof *pending);
+    qd_node **order = qd_calloc(n, sizeof *order);
+    size_t *heap = qd_calloc(n, sizeof *heap);
+    if (!pending || !order || !heap) {
+        qd_free(pending);
+        qd_free(order);
+        qd_free(heap);
+        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "out of memory sorting the graph");
+    }
     for (size_t i = 0; i < n; i++) {
         qd_node *nd = g->nodes[i];
         for (int j = 0; j < nd->n_inputs; j++)
             if (nd->inputs[j] && nd->inputs[j]->producer)
                 pending[i]++;
     }
-    size_t head = 0, tail = 0, done = 0;
+    size_t n_heap = 0, done = 0;
     for (size_t i = 0; i < n; i++)
         if (!pending[i])
-            queue[tail++] = i;
-    while (head < tail) {
-        /* Pick the smallest index among ready nodes to keep file order. */
-        size_t best = head;
-        for (size_t q = head + 1; q < tail && q < head + 64; q++)
-            if (queue[q] < queue[best])
-                best = q;
-        size_t tmp = queue[head];
-        queue[head] = queue[best];
-        queue[best] = tmp;
-        qd_node *nd = g->nodes[queue[head++]];
+            heap_push(heap, &n_heap, i);
+    while (n_heap) {
+        qd_node *nd = g->nodes[heap_pop(heap, &n_heap)];
         order[done++] = nd;
         for (int o = 0; o < nd->n_outputs; o++) {
             qd_value *v = nd->outputs[o];
@@ -436,7 +462,7 @@ qd_status qd_graph_toposort(qd_graph *g)
                 continue;
             for (size_t u = 0; u < v->n_uses; u++)
                 if (--pending[v->uses[u].node->id] == 0)
-                    queue[tail++] = (size_t)v->uses[u].node->id;
+                    heap_push(heap, &n_heap, (size_t)v->uses[u].node->id);
         }
     }
     qd_status st = QD_OK;
@@ -457,7 +483,7 @@ qd_status qd_graph_toposort(qd_graph *g)
     }
     qd_free(pending);
     qd_free(order);
-    qd_free(queue);
+    qd_free(heap);
     return st;
 }
 

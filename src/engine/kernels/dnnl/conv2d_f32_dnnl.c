@@ -3,14 +3,20 @@
  *
  * The weights are constant: prepare() lets oneDNN choose their layout
  * (format_tag_any) and reorders them once. Activations come in the engine's
- * layout (qd_dnnl_set_activation_layout). With NCHW activations, oneDNN 2.6
+ * layout (qd_dnnl_set_activation_layout). With NCHW activations oneDNN 2.6
  * has no fast direct kernel for most convs (it falls back to im2col+gemm,
- * "gemm:jit"), so the conv then runs channels-last on shared scratch
- * buffers: reorder in, conv, reorder out. A residual is then reordered into
- * the scratch destination and added by a `sum` post-op, which costs no more
- * than the layout change it replaces. With channels-last activations
- * everything runs in place and a residual is a binary-add post-op reading
- * the operand where it lies. */
+ * "gemm:jit", 2-4x slower, 10-20x on depthwise), so by default the conv
+ * then runs channels-last on shared scratch buffers: reorder in, conv,
+ * reorder out. With NHWC activations it runs in place on the engine's
+ * buffers.
+ *
+ * A full-shape residual Add is a `sum` post-op: the residual is put into
+ * the destination first (reordered into the scratch destination, or copied
+ * into the output unless the output already is the residual's buffer).
+ * oneDNN 2.6's brgconv takes no full-tensor binary post-op and gemm:jit
+ * computes one wrongly on nhwc, so binary post-ops are used only for
+ * per-channel operands. What oneDNN would run slowly or wrongly (see
+ * conv_pd) runs after the primitive (qd_dnnl_run_tail). */
 #include <stdio.h>
 #include <string.h>
 

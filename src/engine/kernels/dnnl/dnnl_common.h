@@ -22,10 +22,9 @@ qd_status qd_dnnl_fail(qd_graph *g, const qd_node *n, dnnl_status_t s, const cha
         }                                                                                          \
     } while (0)
 
-/* The process's CPU engine and stream, created on the first call (not
- * thread-safe against a concurrent first call from two threads only in the
- * sense that creation is guarded by call_once; using one stream from two
- * threads at once is not supported). */
+/* The process's CPU engine and stream, created on the first call
+ * (call_once). The engine runs steps one at a time; executing on the one
+ * stream from two threads at once is not supported. */
 qd_status qd_dnnl_get(qd_graph *g, const qd_node *n, dnnl_engine_t *engine, dnnl_stream_t *stream);
 
 /* Every kernel state starts with this (qd_dnnl_state_impl reads it). */
@@ -59,9 +58,10 @@ typedef enum qd_dnnl_residual {
 } qd_dnnl_residual;
 
 /* The fused chain as post-ops, appended to po (which may already hold
- * post-ops); fused nodes from index fuse_limit on go to the tail. dst_md describes the destination the primitive writes;
- * full_md is the layout of a full-shape binary operand (dst_md unless the
- * kernel computes in another layout than the engine's). For each binary
+ * post-ops); fused nodes from index fuse_limit on go to the tail. dst_md
+ * describes the destination the primitive writes; full_md is the layout of
+ * a full-shape binary operand (dst_md unless the kernel computes in another
+ * layout than the engine's). For each binary
  * post-op, bin_input[k] is the index in a->inputs of its operand and
  * bin_pos[k] its post-op position; a `sum` operand's index is sum_input. */
 #define QD_DNNL_MAX_BINARY 8
@@ -106,16 +106,17 @@ qd_status qd_dnnl_execute(qd_graph *g, const qd_node *n, dnnl_primitive_t p, int
                           const dnnl_exec_arg_t *args);
 
 /* Process-wide scratch buffers for layout conversions, shared by all
- * kernels (steps run one at a time). A kernel reserves the sizes it needs
- * at prepare time and fetches the pointers at run time; the buffers are
- * freed when the last reservation is dropped. slot is 0..QD_DNNL_SCRATCH_SLOTS-1. */
-#define QD_DNNL_SCRATCH_SLOTS 3
+ * kernels (steps run one at a time, so two engines must not run
+ * concurrently in two threads). A kernel reserves the sizes it needs at
+ * prepare time and fetches the pointers at run time; the buffers are freed
+ * when the last reservation is dropped. slot: 0..QD_DNNL_SCRATCH_SLOTS-1. */
+#define QD_DNNL_SCRATCH_SLOTS 2
 int qd_dnnl_scratch_reserve(int slot, size_t bytes); /* 0, or -1 on out of memory */
 void qd_dnnl_scratch_unreserve(int slot);
 void *qd_dnnl_scratch(int slot);
 
-/* True when a primitive descriptor's implementation is one we consider slow
- * for a hot layer (reference or im2col+gemm). */
+/* True when a conv primitive descriptor's implementation is one we
+ * consider slow for a hot layer (reference or im2col+gemm "gemm:jit"). */
 int qd_dnnl_impl_is_slow(const_dnnl_primitive_desc_t pd);
 const char *qd_dnnl_impl_name(const_dnnl_primitive_desc_t pd);
 

@@ -71,12 +71,38 @@ qd_status qd_ref_matmul(const qd_kernel_args *a)
     return QD_OK;
 }
 
-/* out[c][r] = in[r][c] for an r x c matrix. */
+/* out[c][r] = in[r][c] for an r x c matrix, in 32 x 32 tiles so that
+ * both sides stay in cache. */
 static void transpose(const float *in, int64_t rows, int64_t cols, float *out)
 {
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++)
-            out[c * rows + r] = in[r * cols + c];
+    for (int64_t r0 = 0; r0 < rows; r0 += 32)
+        for (int64_t c0 = 0; c0 < cols; c0 += 32) {
+            int64_t r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++)
+                    out[c * rows + r] = in[r * cols + c];
+        }
+}
+
+/* y[j] = dot(a, b + j*k) for j < n: A times a transposed B without moving
+ * B, for the few-row Gemm of a classifier. 16 partial sums (a fixed trip
+ * count GCC vectorizes). */
+static void dot_rows(const float *a, const float *b, int64_t n, int64_t k, float *y)
+{
+    for (int64_t j = 0; j < n; j++) {
+        const float *bj = b + j * k;
+        float part[16] = {0};
+        int64_t p = 0;
+        for (; p + 16 <= k; p += 16)
+            for (int q = 0; q < 16; q++)
+                part[q] += a[p + q] * bj[p + q];
+        float s = 0.0f;
+        for (; p < k; p++)
+            s += a[p] * bj[p];
+        for (int q = 0; q < 16; q++)
+            s += part[q];
+        y[j] = s;
+    }
 }
 
 qd_status qd_ref_gemm(const qd_kernel_args *a)
@@ -125,14 +151,23 @@ qd_status qd_ref_gemm(const qd_kernel_args *a)
         transpose(ap, K, M, at);
         ap = at;
     }
-    if (tb && K > 0) {
+    /* Few rows against a transposed B: dot products beat moving B. */
+    int dots = tb && M < 8;
+    if (tb && K > 0 && !dots) {
         if (!(bt = qd_malloc((size_t)(K * N) * sizeof *bt)))
             goto oom;
         transpose(bp, N, K, bt);
         bp = bt;
     }
     memset(y, 0, Y->nbytes);
-    qd_nn_sgemm(M, N, K, ap, K, bp, N, y, N);
+    if (dots) {
+        QD_NN_OMP_FOR(M * N * K > QD_NN_PAR_MIN * 4)
+        for (int64_t jb = 0; jb < N; jb += 64)
+            for (int64_t i = 0; i < M; i++)
+                dot_rows(ap + i * K, bp + jb * K, N - jb < 64 ? N - jb : 64, K, y + i * N + jb);
+    } else {
+        qd_nn_sgemm(M, N, K, ap, K, bp, N, y, N);
+    }
     const float *c = Cb ? Cb->data : NULL;
     for (int64_t i = 0; i < M; i++) {
         float *yi = y + i * N;
