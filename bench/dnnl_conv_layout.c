@@ -1,6 +1,7 @@
 /* Float32 conv through the oneDNN kernels (src/engine/kernels/dnnl) with the
  * activations in NCHW (computed plain, or channels-last inside with
- * reorders) or in NHWC, on ResNet-50-like layers. Prints ms and GFLOP/s
+ * reorders) or in NHWC, on ResNet-50-like layers; and two ViT-B matmuls
+ * for scale. Prints ms and GFLOP/s
  * (best of many timed batches, so that a busy machine hurts less).
  *
  * Build (from the repository, after building the library in build/):
@@ -118,6 +119,58 @@ static double time_layer(const layer *L, qd_dnnl_layout layout, qd_dnnl_conv_pol
     return best;
 }
 
+/* MatMul [b, m, k] x [k, n] (B constant) or [b, m, k] x [b, k, n]. */
+static double time_matmul(int64_t b, int64_t m, int64_t k, int64_t n, int b_const,
+                          const char **impl_name)
+{
+    qd_graph *g = qd_graph_new();
+    int64_t ad[3] = {b, m, k}, bd3[3] = {b, k, n}, yd[3] = {b, m, n};
+    int brank = b_const ? 2 : 3;
+    const int64_t *bd = b_const ? bd3 + 1 : bd3;
+    qd_tensor *at = qd_tensor_new(QD_DT_FLOAT, 3, ad), *bt = qd_tensor_new(QD_DT_FLOAT, brank, bd);
+    qd_tensor *yt = qd_tensor_new(QD_DT_FLOAT, 3, yd);
+    fill(at);
+    fill(bt);
+    qd_value *A = val(g, 3, ad), *B = val(g, brank, bd), *Y = val(g, 3, yd);
+    if (b_const)
+        qd_value_set_const(B, bt);
+    qd_value *ins[2] = {A, B};
+    qd_node *mm = qd_graph_add_node(g, "MatMul", "", "mm", ins, 2, &Y, 1);
+    qd_kernel_impl impl = qd_dnnl_impl(mm);
+    const qd_tensor *in[2] = {at, bt};
+    qd_tensor *outs[1] = {yt};
+    qd_kernel_args a = {mm, g, 2, in, 1, outs, 2, NULL, NULL, 0};
+    void *state = NULL;
+    if (impl.prepare(&a, &state) != QD_OK) {
+        fprintf(stderr, "%s\n", qd_graph_error(g));
+        exit(1);
+    }
+    a.state = state;
+    static char keep[4][64];
+    static int kn;
+    snprintf(keep[kn % 4], sizeof keep[0], "%s", qd_dnnl_state_impl(state));
+    *impl_name = keep[kn++ % 4];
+    double best = 1e30;
+    for (int r = 0; r < 15; r++) {
+        int cnt = 0;
+        double t0 = now_ms(), t;
+        do {
+            impl.run(&a);
+            cnt++;
+            t = now_ms() - t0;
+        } while (t < 50);
+        if (t / cnt < best)
+            best = t / cnt;
+    }
+    impl.release(state);
+    qd_tensor_delete(at);
+    if (!b_const)
+        qd_tensor_delete(bt);
+    qd_tensor_delete(yt);
+    qd_graph_delete(g);
+    return best;
+}
+
 int main(void)
 {
     static const layer layers[] = {
@@ -149,6 +202,20 @@ int main(void)
             printf("%-26s %-11s %-26s %9.3f %9.1f\n", L->name, modes[m].name, impl, ms,
                    flop / ms / 1e6);
         }
+    }
+    static const struct {
+        const char *name;
+        int64_t b, m, k, n;
+        int b_const;
+    } mms[] = {
+        {"vit mlp 197x768 * 768x3072", 1, 197, 768, 3072, 1},
+        {"vit attn 12x197x64 * 64x197", 12, 197, 64, 197, 0},
+    };
+    for (size_t i = 0; i < sizeof mms / sizeof *mms; i++) {
+        const char *impl = "?";
+        double ms = time_matmul(mms[i].b, mms[i].m, mms[i].k, mms[i].n, mms[i].b_const, &impl);
+        double flop = 2.0 * (double)(mms[i].b * mms[i].m * mms[i].k * mms[i].n);
+        printf("%-26s %-11s %-26s %9.3f %9.1f\n", mms[i].name, "-", impl, ms, flop / ms / 1e6);
     }
     return 0;
 }

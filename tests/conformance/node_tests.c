@@ -171,8 +171,11 @@ static int run_test(const char *dir, int reference, char *why, size_t n_why, cha
                 break;
             n_want++;
         }
-        if (n_want == 0)
+        if (n_want == 0) {
+            for (int i = 0; i < n_in; i++)
+                qd_tensor_delete(in[i]);
             break;
+        }
         n_sets++;
         /* Each data set gets a fresh graph: inputs' shapes come from the data. */
         qd_graph *gs = NULL;

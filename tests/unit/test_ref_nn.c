@@ -204,49 +204,40 @@ static void run_conv_case(const conv_case *c)
     }
     assert_int_equal(fx_run(f, qd_ref_conv), QD_OK);
 
-    /* Direct formula, one output element at a time. */
+    /* Direct formula, one output element at a time (spatial dims padded to
+     * three with size 1). */
     const float *x = X->data, *w = W->data, *y = Y->data;
-    int64_t Cg = c->C / c->group, Mg = c->M / c->group;
+    const int64_t Cg = c->C / c->group, Mg = c->M / c->group;
     int64_t o3[3] = {1, 1, 1}, k3[3] = {1, 1, 1}, i3[3] = {1, 1, 1};
     for (int i = 0; i < c->nsp; i++) {
         o3[i] = out[i];
         k3[i] = c->k[i];
         i3[i] = c->in[i];
     }
-    int64_t yi = 0;
-    for (int64_t n = 0; n < c->N; n++)
-        for (int64_t m = 0; m < c->M; m++)
-            for (int64_t a0 = 0; a0 < o3[0]; a0++)
-                for (int64_t a1 = 0; a1 < o3[1]; a1++)
-                    for (int64_t a2 = 0; a2 < o3[2]; a2++, yi++) {
-                        double s = B ? ((float *)B->data)[m] : 0.0;
-                        int64_t gi = m / Mg;
-                        for (int64_t cc = 0; cc < Cg; cc++)
-                            for (int64_t k0 = 0; k0 < k3[0]; k0++)
-                                for (int64_t k1 = 0; k1 < k3[1]; k1++)
-                                    for (int64_t k2 = 0; k2 < k3[2]; k2++) {
-                                        int64_t oo[3] = {a0, a1, a2}, kk[3] = {k0, k1, k2}, ii[3];
-                                        int inside = 1;
-                                        for (int d = 0; d < 3; d++) {
-                                            ii[d] = d < c->nsp ? oo[d] * c->s[d] - pb[d] +
-                                                                     kk[d] * c->d[d]
-                                                               : 0;
-                                            inside &= ii[d] >= 0 && ii[d] < i3[d];
-                                        }
-                                        if (!inside)
-                                            continue;
-                                        int64_t xi = (((n * c->C + gi * Cg + cc) * i3[0] + ii[0]) *
-                                                          i3[1] + ii[1]) * i3[2] + ii[2];
-                                        int64_t wi =
-                                            (((m * Cg + cc) * k3[0] + k0) * k3[1] + k1) * k3[2] + k2;
-                                        s += (double)x[xi] * w[wi];
-                                    }
-                        if (fabs(y[yi] - s) > 1e-4 * (1 + fabs(s))) {
-                            print_error("conv nsp %d group %d: y[%lld] = %g, want %g\n", c->nsp,
-                                        c->group, (long long)yi, y[yi], s);
-                            fail();
-                        }
-                    }
+    const int64_t osp = o3[0] * o3[1] * o3[2], ksp = k3[0] * k3[1] * k3[2];
+    for (int64_t yi = 0; yi < c->N * c->M * osp; yi++) {
+        int64_t n = yi / (c->M * osp), m = yi / osp % c->M, q = yi % osp;
+        int64_t oo[3] = {q / (o3[1] * o3[2]), q / o3[2] % o3[1], q % o3[2]};
+        double s = B ? ((float *)B->data)[m] : 0.0;
+        for (int64_t cc = 0; cc < Cg; cc++)
+            for (int64_t kq = 0; kq < ksp; kq++) {
+                int64_t kk[3] = {kq / (k3[1] * k3[2]), kq / k3[2] % k3[1], kq % k3[2]};
+                int64_t xi = n * c->C + (m / Mg) * Cg + cc; /* input plane */
+                int inside = 1;
+                for (int d = 0; d < 3; d++) {
+                    int64_t ii = d < c->nsp ? oo[d] * c->s[d] - pb[d] + kk[d] * c->d[d] : 0;
+                    inside &= ii >= 0 && ii < i3[d];
+                    xi = xi * i3[d] + ii;
+                }
+                if (inside)
+                    s += (double)x[xi] * w[(m * Cg + cc) * ksp + kq];
+            }
+        if (fabs(y[yi] - s) > 1e-4 * (1 + fabs(s))) {
+            print_error("conv nsp %d group %d: y[%lld] = %g, want %g\n", c->nsp, c->group,
+                        (long long)yi, y[yi], s);
+            fail();
+        }
+    }
     fx_free(f);
 }
 
@@ -354,32 +345,26 @@ static void run_convt(int nsp, int64_t C, int64_t Mg, int64_t group, const int64
         k3[i] = k[i];
         o3[i] = out[i];
     }
-    int64_t Cg = C / group;
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t q = 0; q < o3[0] * o3[1] * o3[2]; q++)
-            ref[m * o3[0] * o3[1] * o3[2] + q] = b[m];
+    const int64_t Cg = C / group, osp = o3[0] * o3[1] * o3[2];
+    const int64_t isp = i3[0] * i3[1] * i3[2], ksp = k3[0] * k3[1] * k3[2];
+    for (int64_t i = 0; i < ysz; i++)
+        ref[i] = b[i / osp];
     for (int64_t c = 0; c < C; c++)
         for (int64_t mg = 0; mg < Mg; mg++)
-            for (int64_t a0 = 0; a0 < i3[0]; a0++)
-                for (int64_t a1 = 0; a1 < i3[1]; a1++)
-                    for (int64_t a2 = 0; a2 < i3[2]; a2++)
-                        for (int64_t k0 = 0; k0 < k3[0]; k0++)
-                            for (int64_t k1 = 0; k1 < k3[1]; k1++)
-                                for (int64_t k2 = 0; k2 < k3[2]; k2++) {
-                                    int64_t ii[3] = {a0, a1, a2}, kk[3] = {k0, k1, k2}, oo[3] = {0};
-                                    int inside = 1;
-                                    for (int dd = 0; dd < nsp; dd++) {
-                                        oo[dd] = ii[dd] * s[dd] - pb[dd] + kk[dd] * d[dd];
-                                        inside &= oo[dd] >= 0 && oo[dd] < out[dd];
-                                    }
-                                    if (!inside)
-                                        continue;
-                                    int64_t m = (c / Cg) * Mg + mg;
-                                    int64_t yi = ((m * o3[0] + oo[0]) * o3[1] + oo[1]) * o3[2] + oo[2];
-                                    int64_t xi = ((c * i3[0] + a0) * i3[1] + a1) * i3[2] + a2;
-                                    int64_t wi = (((c * Mg + mg) * k3[0] + k0) * k3[1] + k1) * k3[2] + k2;
-                                    ref[yi] += (double)x[xi] * w[wi];
-                                }
+            for (int64_t q = 0; q < isp; q++)
+                for (int64_t kq = 0; kq < ksp; kq++) {
+                    int64_t ii[3] = {q / (i3[1] * i3[2]), q / i3[2] % i3[1], q % i3[2]};
+                    int64_t kk[3] = {kq / (k3[1] * k3[2]), kq / k3[2] % k3[1], kq % k3[2]};
+                    int64_t m = (c / Cg) * Mg + mg, yi = m;
+                    int inside = 1;
+                    for (int dd = 0; dd < 3; dd++) {
+                        int64_t oo = dd < nsp ? ii[dd] * s[dd] - pb[dd] + kk[dd] * d[dd] : 0;
+                        inside &= oo >= 0 && oo < o3[dd];
+                        yi = yi * o3[dd] + oo;
+                    }
+                    if (inside)
+                        ref[yi] += (double)x[c * isp + q] * w[(c * Mg + mg) * ksp + kq];
+                }
     expect_close(Y, ref, ysz, 1e-4);
     free(ref);
     fx_free(f);
@@ -496,9 +481,10 @@ static void test_matmul(void **state)
     fx_free(f);
 }
 
-static void run_gemm(int ta, int tb, float alpha, float beta, int crank, const int64_t *cd)
+static void run_gemm(int64_t M, int ta, int tb, float alpha, float beta, int crank,
+                     const int64_t *cd)
 {
-    const int64_t M = 5, K = 7, N = 6;
+    const int64_t K = 37, N = 6;
     fx *f = fx_new("Gemm", crank >= 0 ? 3 : 2, 1, 13);
     int64_t ad[2] = {ta ? K : M, ta ? M : K}, bd[2] = {tb ? N : K, tb ? K : N}, yd[2] = {M, N};
     qd_tensor *A = fx_in(f, 0, QD_DT_FLOAT, 2, ad), *B = fx_in(f, 1, QD_DT_FLOAT, 2, bd);
@@ -517,8 +503,10 @@ static void run_gemm(int ta, int tb, float alpha, float beta, int crank, const i
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
             double s = 0;
-            for (int64_t k = 0; k < K; k++)
-                s += (double)(ta ? a[k * M + i] : a[i * K + k]) * (tb ? b[j * K + k] : b[k * N + j]);
+            for (int64_t k = 0; k < K; k++) {
+                double av = ta ? a[k * M + i] : a[i * K + k], bv = tb ? b[j * K + k] : b[k * N + j];
+                s += av * bv;
+            }
             s *= alpha;
             if (c) {
                 int64_t cm = crank == 2 ? cd[0] : 1, cn = crank >= 1 ? cd[crank - 1] : 1;
@@ -532,13 +520,16 @@ static void run_gemm(int ta, int tb, float alpha, float beta, int crank, const i
 static void test_gemm(void **state)
 {
     (void)state;
-    run_gemm(0, 0, 1.0f, 1.0f, -1, NULL);
-    run_gemm(1, 0, 0.5f, 1.0f, 0, NULL);
-    run_gemm(0, 1, 1.0f, 0.25f, 1, (int64_t[]){6});
-    run_gemm(1, 1, 0.25f, 0.35f, 2, (int64_t[]){1, 6});
-    run_gemm(0, 0, 1.0f, 2.0f, 2, (int64_t[]){5, 1});
-    run_gemm(1, 1, 1.0f, 1.0f, 2, (int64_t[]){5, 6});
-    run_gemm(0, 0, 1.0f, 1.0f, 1, (int64_t[]){1});
+    /* M = 5 takes the dot-product path for transB, M = 40 the transposing one */
+    for (int64_t M = 5; M <= 40; M += 35) {
+        run_gemm(M, 0, 0, 1.0f, 1.0f, -1, NULL);
+        run_gemm(M, 1, 0, 0.5f, 1.0f, 0, NULL);
+        run_gemm(M, 0, 1, 1.0f, 0.25f, 1, (int64_t[]){6});
+        run_gemm(M, 1, 1, 0.25f, 0.35f, 2, (int64_t[]){1, 6});
+        run_gemm(M, 0, 0, 1.0f, 2.0f, 2, (int64_t[]){M, 1});
+        run_gemm(M, 1, 1, 1.0f, 1.0f, 2, (int64_t[]){M, 6});
+        run_gemm(M, 0, 0, 1.0f, 1.0f, 1, (int64_t[]){1});
+    }
 }
 
 /* ---- normalization ---- */

@@ -148,6 +148,7 @@ typedef struct conv_state {
     qd_dnnl_chain chain;
     int internal;
     int has_bias;
+    qd_dnnl_layout layout; /* of the engine's activations, at prepare */
     int reserved[2];
     int rank;
     int64_t in_dims[2 + SPATIAL_MAX], out_dims[2 + SPATIAL_MAX];
@@ -297,6 +298,7 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
             wd[i] = w->dims[i];
     }
     qd_dnnl_layout layout = qd_dnnl_activation_layout();
+    s->layout = layout;
     dnnl_format_tag_t user_tag = qd_dnnl_act_tag(layout, rank);
     dnnl_format_tag_t cl_tag = qd_dnnl_act_tag(QD_DNNL_NHWC, rank);
     QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_user, rank, xd, dnnl_f32, user_tag));
@@ -462,7 +464,7 @@ static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
     QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
     if (s->chain.tail_from < a->n_fused) {
         int64_t inner = 1;
-        if (qd_dnnl_activation_layout() == QD_DNNL_NCHW)
+        if (s->layout == QD_DNNL_NCHW)
             for (int i = 2; i < s->rank; i++)
                 inner *= s->out_dims[i];
         qd_dnnl_run_tail(a, &s->chain, s->out_dims[1], inner);

@@ -127,8 +127,9 @@ qd_status qd_ref_gemm(const qd_kernel_args *a)
     int64_t M = ta ? A->dims[1] : A->dims[0], K = ta ? A->dims[0] : A->dims[1];
     int64_t K2 = tb ? B->dims[1] : B->dims[0], N = tb ? B->dims[0] : B->dims[1];
     if (K != K2 || Y->dims[0] != M || Y->dims[1] != N)
-        return qd_nn_fail(a, QD_STATUS_SHAPE_ERROR, "shapes do not agree: A' %lldx%lld, B' %lldx%lld",
-                          (long long)M, (long long)K, (long long)K2, (long long)N);
+        return qd_nn_fail(a, QD_STATUS_SHAPE_ERROR,
+                          "shapes do not agree: A' %lldx%lld, B' %lldx%lld", (long long)M,
+                          (long long)K, (long long)K2, (long long)N);
     /* C broadcasts to [M, N] unidirectionally: strides 0 on its 1-dims. */
     int64_t crs = 0, ccs = 0;
     if (Cb) {

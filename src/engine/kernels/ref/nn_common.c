@@ -45,7 +45,8 @@ qd_status qd_nn_check_any(const qd_kernel_args *a, const qd_tensor *t, const cha
     return QD_OK;
 }
 
-qd_status qd_nn_check(const qd_kernel_args *a, const qd_tensor *t, qd_dtype dtype, const char *what)
+qd_status qd_nn_check(const qd_kernel_args *a, const qd_tensor *t, qd_dtype dtype,
+                      const char *what)
 {
     qd_status st = qd_nn_check_any(a, t, what);
     if (st != QD_OK)
@@ -368,6 +369,7 @@ void qd_nn_col2im_f32(const qd_nn_geom *g, int64_t channels, const float *col, f
 #define NB 256
 #define KB 64
 #define JW 16
+#define JW1 8 /* single-row tail: measured faster narrower */
 
 #define QD_NN_GEMM(NAME, T)                                                                        \
     static void NAME##_tile(int64_t m, int64_t n, int64_t k, const T *restrict A, int64_t lda,     \
@@ -422,17 +424,17 @@ void qd_nn_col2im_f32(const qd_nn_geom *g, int64_t channels, const float *col, f
             const T *ai = A + i * lda;                                                             \
             T *ci = C + i * ldc;                                                                   \
             int64_t j = 0;                                                                         \
-            for (; j + JW <= n; j += JW) {                                                         \
-                T acc[JW];                                                                         \
-                for (int jj = 0; jj < JW; jj++)                                                    \
+            for (; j + JW1 <= n; j += JW1) {                                                       \
+                T acc[JW1];                                                                        \
+                for (int jj = 0; jj < JW1; jj++)                                                   \
                     acc[jj] = ci[j + jj];                                                          \
                 for (int64_t p = 0; p < k; p++) {                                                  \
                     const T *b = B + p * ldb + j;                                                  \
                     T v = ai[p];                                                                   \
-                    for (int jj = 0; jj < JW; jj++)                                                \
+                    for (int jj = 0; jj < JW1; jj++)                                               \
                         acc[jj] += v * b[jj];                                                      \
                 }                                                                                  \
-                for (int jj = 0; jj < JW; jj++)                                                    \
+                for (int jj = 0; jj < JW1; jj++)                                                   \
                     ci[j + jj] = acc[jj];                                                          \
             }                                                                                      \
             for (; j < n; j++) {                                                                   \
@@ -464,7 +466,8 @@ void qd_nn_col2im_f32(const qd_nn_geom *g, int64_t channels, const float *col, f
     }
 
 QD_NN_GEMM(sgemm, float)
-QD_NN_GEMM(igemm, int32_t)
+/* int32 GEMM computed in uint32: wraps instead of signed-overflow UB. */
+QD_NN_GEMM(igemm, uint32_t)
 
 void qd_nn_sgemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                  int64_t ldb, float *C, int64_t ldc)
@@ -475,7 +478,7 @@ void qd_nn_sgemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, c
 void qd_nn_igemm(int64_t M, int64_t N, int64_t K, const int32_t *A, int64_t lda, const int32_t *B,
                  int64_t ldb, int32_t *C, int64_t ldc)
 {
-    igemm_run(M, N, K, A, lda, B, ldb, C, ldc);
+    igemm_run(M, N, K, (const uint32_t *)A, lda, (const uint32_t *)B, ldb, (uint32_t *)C, ldc);
 }
 
 /* ---- batched matmul plan ---- */

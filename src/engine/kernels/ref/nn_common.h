@@ -33,7 +33,8 @@ qd_tensor *qd_nn_out(const qd_kernel_args *a, int i);
 
 /* Fails unless t is present, its buffer matches its dims and its dtype is
  * `dtype` (`what` names it in the message). */
-qd_status qd_nn_check(const qd_kernel_args *a, const qd_tensor *t, qd_dtype dtype, const char *what);
+qd_status qd_nn_check(const qd_kernel_args *a, const qd_tensor *t, qd_dtype dtype,
+                      const char *what);
 /* Fails unless t is present and its buffer matches its dims. */
 qd_status qd_nn_check_any(const qd_kernel_args *a, const qd_tensor *t, const char *what);
 
