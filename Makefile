@@ -41,7 +41,7 @@ install: build
 sanitize-test: deps
 	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DQD_SANITIZE=ON
 	cmake --build $(BUILD_SAN) -j$(JOBS)
-	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L unit -j$(JOBS)
+	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L 'unit|asan|conformance' -j$(JOBS)
 
 # libFuzzer on the ONNX loader, for a bounded time.
 fuzz: deps

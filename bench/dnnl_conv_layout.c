@@ -7,7 +7,7 @@
  * Build (from the repository, after building the library in build/):
  *   cc -O2 -std=c11 -D_DEFAULT_SOURCE -fopenmp -Iinclude -Isrc bench/dnnl_conv_layout.c \
  *      build/libqdeploy.a -ldnnl -lprotobuf-c -lz -lm -o /tmp/dnnl_conv_layout
- *   OMP_NUM_THREADS=2 /tmp/dnnl_conv_layout
+ *   OMP_NUM_THREADS=2 /tmp/dnnl_conv_layout [substring of the layer names to run]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,8 +171,9 @@ static double time_matmul(int64_t b, int64_t m, int64_t k, int64_t n, int b_cons
     return best;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    const char *only = argc > 1 ? argv[1] : NULL;
     static const layer layers[] = {
         {"res2 3x3 64->64 56x56", 64, 56, 64, 3, 1, 1, 0},
         {"res2 1x1 64->256 +add", 64, 56, 256, 1, 1, 1, 1},
@@ -193,6 +194,8 @@ int main(void)
     printf("%-26s %-11s %-26s %9s %9s\n", "layer", "activations", "oneDNN impl", "ms", "GFLOP/s");
     for (size_t i = 0; i < sizeof layers / sizeof *layers; i++) {
         const layer *L = &layers[i];
+        if (only && !strstr(L->name, only))
+            continue;
         int64_t oh = (L->h + 2 * (L->k / 2) - L->k) / L->s + 1;
         double flop = 2.0 * (double)L->m * (double)(oh * oh) * (double)(L->c / L->group) *
                       (double)(L->k * L->k);
@@ -212,6 +215,8 @@ int main(void)
         {"vit attn 12x197x64 * 64x197", 12, 197, 64, 197, 0},
     };
     for (size_t i = 0; i < sizeof mms / sizeof *mms; i++) {
+        if (only && !strstr(mms[i].name, only))
+            continue;
         const char *impl = "?";
         double ms = time_matmul(mms[i].b, mms[i].m, mms[i].k, mms[i].n, mms[i].b_const, &impl);
         double flop = 2.0 * (double)(mms[i].b * mms[i].m * mms[i].k * mms[i].n);

@@ -1,11 +1,16 @@
 /* The oneDNN float32 kernels (Conv, MatMul, Gemm, fused post-ops) against
  * naive formulas in double precision, on random shapes; and the selector
- * API (supports / fusable). */
+ * API (supports / fusable).
+ *
+ * Environment: QD_TEST_FILTER=<test name pattern>, QD_TEST_VERBOSE=1 (print
+ * each case before it runs), QD_TEST_KEEP_GOING=1 (report every mismatch
+ * instead of stopping at the first). ONEDNN_VERBOSE=1 shows the chosen
+ * implementations. */
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include <float.h>
 #include <math.h>
@@ -50,8 +55,7 @@ static qd_value *value(qd_graph *g, int rank, const int64_t *dims)
 
 /* A value with random float data; constant when konst, else the tensor is
  * returned in *data (caller deletes). */
-static qd_value *data_value(qd_graph *g, int rank, const int64_t *dims, int konst,
-                            qd_tensor **data)
+static qd_value *data_value(qd_graph *g, int rank, const int64_t *dims, int konst, qd_tensor **data)
 {
     qd_value *v = value(g, rank, dims);
     qd_tensor *t = qd_tensor_new(QD_DT_FLOAT, rank, dims);
@@ -143,9 +147,9 @@ typedef enum act {
 
 static const char *act_op(act k)
 {
-    static const char *names[] = {"",        "Relu",        "LeakyRelu", "Elu",  "Sigmoid",
-                                  "Tanh",    "HardSigmoid", "HardSwish", "Clip", "Clip",
-                                  "LeakyRelu"};
+    static const char *names[] = {"",        "Relu", "LeakyRelu",   "Elu",
+                                  "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
+                                  "Clip",    "Clip", "LeakyRelu"};
     return names[k];
 }
 
@@ -174,7 +178,8 @@ static qd_node *add_act(qd_graph *g, act k, qd_value **cur)
     int n_in = 1;
     if (k == ACT_CLIP6) {
         int64_t one = 1;
-        qd_tensor *lo = qd_tensor_new(QD_DT_FLOAT, 0, &one), *hi = qd_tensor_new(QD_DT_FLOAT, 0, &one);
+        qd_tensor *lo = qd_tensor_new(QD_DT_FLOAT, 0, &one),
+                  *hi = qd_tensor_new(QD_DT_FLOAT, 0, &one);
         ((float *)lo->data)[0] = 0;
         ((float *)hi->data)[0] = 6;
         ins[1] = value(g, 0, NULL);
@@ -427,12 +432,14 @@ static void conv_ref(const conv_case *cc, const float *x, const float *w, const 
                                         if (i2 < 0 || i2 >= in[2])
                                             continue;
                                         int64_t c = grp * cg + ci;
-                                        double xv = x[(((n * cc->c + c) * in[0] + i0) * in[1] + i1) *
-                                                          in[2] +
-                                                      i2];
-                                        double wv = w[(((m * cg + ci) * ker[0] + k0) * ker[1] + k1) *
-                                                          ker[2] +
-                                                      k2];
+                                        double xv =
+                                            x[(((n * cc->c + c) * in[0] + i0) * in[1] + i1) *
+                                                  in[2] +
+                                              i2];
+                                        double wv =
+                                            w[(((m * cg + ci) * ker[0] + k0) * ker[1] + k1) *
+                                                  ker[2] +
+                                              k2];
                                         acc += xv * wv;
                                     }
                                 }
@@ -488,8 +495,7 @@ static void conv_case_run(const conv_case *cc, qd_dnnl_layout layout, const char
         qd_node_set_attr_string(n, "auto_pad", cc->auto_pad);
     else if (rnd() & 1)
         qd_node_set_attr_ints(n, "pads", cc->pads, 2 * (size_t)cc->k);
-    else if (cc->pads[0] || cc->pads[1] || cc->pads[2] || cc->pads[3] || cc->pads[4] ||
-             cc->pads[5])
+    else if (cc->pads[0] || cc->pads[1] || cc->pads[2] || cc->pads[3] || cc->pads[4] || cc->pads[5])
         qd_node_set_attr_ints(n, "pads", cc->pads, 2 * (size_t)cc->k);
     if (rnd() & 1)
         qd_node_set_attr_ints(n, "kernel_shape", cc->kernel, (size_t)cc->k);
@@ -752,8 +758,8 @@ static void test_matmul_random(void **state)
             fprintf(stderr, "matmul #%d: %s\n", it, qd_graph_error(g));
         assert_int_equal(st, QD_OK);
         char what[200];
-        snprintf(what, sizeof what, "matmul #%d ra %d rb %d M %lld K %lld N %lld const %d [%s]",
-                 it, ra, rb, (long long)M, (long long)K, (long long)N, b_const, g_last_impl);
+        snprintf(what, sizeof what, "matmul #%d ra %d rb %d M %lld K %lld N %lld const %d [%s]", it,
+                 ra, rb, (long long)M, (long long)K, (long long)N, b_const, g_last_impl);
         check_close(yt->data, ref, cnt, what);
         free(ref);
         qd_tensor_delete(at);
@@ -782,10 +788,25 @@ static void test_gemm_random(void **state)
         int64_t yd[2] = {M, N}, cd[2];
         int cr = 0;
         switch (c_kind) {
-        case 1: cr = 1; cd[0] = N; break;
-        case 2: cr = 2; cd[0] = 1; cd[1] = N; break;
-        case 3: cr = 2; cd[0] = M; cd[1] = N; break;
-        case 4: cr = 2; cd[0] = M; cd[1] = 1; break;
+        case 1:
+            cr = 1;
+            cd[0] = N;
+            break;
+        case 2:
+            cr = 2;
+            cd[0] = 1;
+            cd[1] = N;
+            break;
+        case 3:
+            cr = 2;
+            cd[0] = M;
+            cd[1] = N;
+            break;
+        case 4:
+            cr = 2;
+            cd[0] = M;
+            cd[1] = 1;
+            break;
         case 5: cr = 0; break;
         default: break;
         }
@@ -826,7 +847,9 @@ static void test_gemm_random(void **state)
                     acc += (double)a[ta ? k * M + m : m * K + k] * b[tb ? j * K + k : k * N + j];
                 acc *= alpha;
                 if (c) {
-                    double cv = cr == 0 ? c[0] : cr == 1 ? c[j] : c[(cd[0] == 1 ? 0 : m) * cd[1] + (cd[1] == 1 ? 0 : j)];
+                    double cv = cr == 0   ? c[0]
+                                : cr == 1 ? c[j]
+                                          : c[(cd[0] == 1 ? 0 : m) * cd[1] + (cd[1] == 1 ? 0 : j)];
                     acc += beta * cv;
                 }
                 ref[m * N + j] = acc;
@@ -911,13 +934,13 @@ static void test_conv_tail_fallbacks(void **state)
             s.in[s.n_in++] = r2;
             s.fused[s.n_fused++] = add_act(g, ACT_LEAKY2, &cur);
             for (int i = 0; i < s.n_fused; i++)
-                assert_int_equal(qd_dnnl_fusable(fc.conv, s.fused[i],
-                                                 s.fused[i]->op == QD_OP_ADD
-                                                     ? (s.fused[i]->inputs[0]->producer
-                                                            ? s.fused[i]->inputs[1]
-                                                            : s.fused[i]->inputs[0])
-                                                     : NULL),
-                                 1);
+                assert_int_equal(
+                    qd_dnnl_fusable(fc.conv, s.fused[i],
+                                    s.fused[i]->op == QD_OP_ADD
+                                        ? (s.fused[i]->inputs[0]->producer ? s.fused[i]->inputs[1]
+                                                                           : s.fused[i]->inputs[0])
+                                        : NULL),
+                    1);
             const float *p1 = r1->data, *p2 = r2->data;
             for (int i = 0; i < 24 * 81; i++)
                 fc.ref[i] = act_apply(ACT_LEAKY2, act_apply(ACT_LEAKY, fc.ref[i]) + p1[i] + p2[i]);
@@ -1029,8 +1052,7 @@ static void test_gemm_alpha_each_act(void **state)
     (void)state;
     g_rng = 0x31ull;
     for (int k = ACT_RELU; k < ACT_COUNT; k++) {
-        int64_t M = 9, K = 21, N = 13, ad[2] = {9, 21}, bd[2] = {21, 13}, yd[2] = {9, 13},
-                cd = 13;
+        int64_t M = 9, K = 21, N = 13, ad[2] = {9, 21}, bd[2] = {21, 13}, yd[2] = {9, 13}, cd = 13;
         qd_graph *g = qd_graph_new();
         qd_tensor *at, *bt, *ct;
         qd_value *ins[3];
@@ -1137,7 +1159,8 @@ static void test_supports_and_fusable(void **state)
     add_in[1] = y;
     qd_node *add_self = qd_graph_add_node(g, "Add", "", "add_self", add_in, 2, &a4, 1);
     assert_int_equal(qd_dnnl_fusable(conv, add_self, y), 0);
-    qd_value *big = value(g, 4, (int64_t[]){2, 16, 8, 8}), *a5 = value(g, 4, (int64_t[]){2, 16, 8, 8});
+    qd_value *big = value(g, 4, (int64_t[]){2, 16, 8, 8}),
+             *a5 = value(g, 4, (int64_t[]){2, 16, 8, 8});
     add_in[1] = big;
     qd_node *add_big = qd_graph_add_node(g, "Add", "", "add_big", add_in, 2, &a5, 1);
     assert_int_equal(qd_dnnl_fusable(conv, add_big, big), 0);

@@ -48,8 +48,7 @@ static int ints_attr(const qd_node *n, const char *name, int count, int64_t def,
     for (int i = 0; i < count; i++) {
         out[i] = at ? at->ints[i] : def;
         if (out[i] < min) {
-            snprintf(err, esz, "attribute '%s' has invalid value %lld", name,
-                     (long long)out[i]);
+            snprintf(err, esz, "attribute '%s' has invalid value %lld", name, (long long)out[i]);
             return -1;
         }
     }
@@ -210,8 +209,8 @@ static qd_status conv_pd(const qd_kernel_args *a, const conv_geom *gm,
      * binary post-op (wrong on ndhwc). Level 1 adds per-channel operands
      * in the tail, level 2 also the residual, level 3 fuses nothing. */
     for (int level = 0; level <= 3; level++) {
-        qd_dnnl_residual res = gm->fullpad || level >= 2 ? QD_DNNL_RESIDUAL_TAIL
-                                                          : QD_DNNL_RESIDUAL_SUM;
+        qd_dnnl_residual res =
+            gm->fullpad || level >= 2 ? QD_DNNL_RESIDUAL_TAIL : QD_DNNL_RESIDUAL_SUM;
         QD_DNNL_TRY(a->graph, a->node, dnnl_post_ops_create(&po));
         if ((st = qd_dnnl_chain_post_ops(a, po, dst, full_md, res, level == 0,
                                          level == 3 ? 0 : a->n_fused, chain)) != QD_OK)
@@ -304,8 +303,8 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
     QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_user, rank, xd, dnnl_f32, user_tag));
     QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_user, rank, yd, dnnl_f32, user_tag));
     QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&wei_user, wrank, wd));
-    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_f32,
-                                                   dnnl_format_tag_any));
+    QD_DNNL_TRY(g, n,
+                dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_f32, dnnl_format_tag_any));
     dnnl_dims_t bd = {gm.oc};
     QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a));
 
@@ -426,7 +425,8 @@ static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
     if (s->has_bias)
         QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bias, a->inputs[2]->data));
     for (int i = 0; i < s->chain.n_binary; i++) {
-        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
+        QD_DNNL_TRY(g, n,
+                    dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
         args[na++] = (dnnl_exec_arg_t){
             DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
     }
@@ -450,8 +450,9 @@ static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
         dnnl_exec_arg_t in[2] = {{DNNL_ARG_FROM, s->src_user}, {DNNL_ARG_TO, s->src_int}};
         QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->to_internal, strm, 2, in));
         if (s->chain.sum_input >= 0) {
-            QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->res_user,
-                                                          a->inputs[s->chain.sum_input]->data));
+            QD_DNNL_TRY(
+                g, n,
+                dnnl_memory_set_data_handle(s->res_user, a->inputs[s->chain.sum_input]->data));
             dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, s->res_user}, {DNNL_ARG_TO, s->dst_int}};
             QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->res_to_internal, strm, 2, r));
         }

@@ -114,7 +114,8 @@ static int attr_float(const qd_node *n, const char *name, float def, float *out)
 /* One float from a constant scalar (or 1-element) input. */
 static int const_scalar(const qd_value *v, float *out)
 {
-    if (!v->konst || v->konst->dtype != QD_DT_FLOAT || qd_numel(v->konst->rank, v->konst->dims) != 1)
+    if (!v->konst || v->konst->dtype != QD_DT_FLOAT ||
+        qd_numel(v->konst->rank, v->konst->dims) != 1)
         return -1;
     *out = ((const float *)v->konst->data)[0];
     return 0;
@@ -338,7 +339,8 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                     }
                     QD_DNNL_TRY(a->graph, anchor, qd_dnnl_md_plain(&md, r, d));
                 }
-                QD_DNNL_TRY(a->graph, anchor, dnnl_post_ops_append_binary(po, dnnl_binary_add, &md));
+                QD_DNNL_TRY(a->graph, anchor,
+                            dnnl_post_ops_append_binary(po, dnnl_binary_add, &md));
                 chain->bin_pos[chain->n_binary] = dnnl_post_ops_len(po) - 1;
                 chain->bin_input[chain->n_binary] = extra;
                 chain->n_binary++;
@@ -357,9 +359,9 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                 break;
             }
             for (int i = 0; i < ne; i++) {
-                QD_DNNL_TRY(a->graph, anchor,
-                            dnnl_post_ops_append_eltwise(po, 1.f, got[i].alg, got[i].alpha,
-                                                         got[i].beta));
+                QD_DNNL_TRY(
+                    a->graph, anchor,
+                    dnnl_post_ops_append_eltwise(po, 1.f, got[i].alg, got[i].alpha, got[i].beta));
                 used.e[used.n++] = got[i];
             }
         } else {
@@ -461,8 +463,7 @@ fail:
 }
 
 qd_status qd_dnnl_reorder_const(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,
-                                const void *data, const dnnl_memory_desc_t *to,
-                                dnnl_memory_t *out)
+                                const void *data, const dnnl_memory_desc_t *to, dnnl_memory_t *out)
 {
     qd_status st = QD_OK;
     dnnl_engine_t eng;

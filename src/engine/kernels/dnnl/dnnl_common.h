@@ -94,8 +94,7 @@ int qd_dnnl_eltwise_fusable(const qd_node *next);
 /* Reorders constant data (described by from) once into a new memory object
  * of descriptor `to` owned by the library; *out is set on success. */
 qd_status qd_dnnl_reorder_const(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,
-                                const void *data, const dnnl_memory_desc_t *to,
-                                dnnl_memory_t *out);
+                                const void *data, const dnnl_memory_desc_t *to, dnnl_memory_t *out);
 
 /* A reorder primitive between two descriptors. */
 qd_status qd_dnnl_reorder_prim(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,

@@ -4,13 +4,22 @@
  * Fused chain contract (qd_kernel_args.fused / n_fused): the nodes after
  * the anchor in order. Activations (Relu, LeakyRelu, Elu, Sigmoid, Tanh,
  * HardSigmoid, HardSwish, Clip) add nothing to inputs; Clip's min/max are
- * read from the Clip node's own (constant) inputs or attributes. Each fused
+ * read from the Clip node's own constant inputs or attributes. Each fused
  * Add appends exactly one tensor to a->inputs, after the anchor's own
  * n_inputs entries: its operand that is not the chain value. outputs[0] is
  * the last fused node's output.
  *
+ * A conv's residual is added by a `sum` post-op: the kernel copies the
+ * residual into the output first, unless the output buffer already is the
+ * residual's (an engine that plans the step's output in place of a residual
+ * that dies at this step saves that copy). Parts of a chain oneDNN 2.6
+ * would run slowly or wrongly are applied after the primitive in the same
+ * step, so whatever qd_dnnl_fusable accepts runs correctly.
+ *
  * Weights: Conv needs a constant weight (initializer); MatMul/Gemm pack a
- * constant B once and take a runtime B otherwise. */
+ * constant B once and take a runtime B otherwise. Primitives pick their
+ * thread partitioning when prepared: set the OpenMP thread count before
+ * prepare, not only before run. */
 #ifndef QD_DNNL_KERNELS_H
 #define QD_DNNL_KERNELS_H
 

@@ -85,8 +85,9 @@ static qd_status finish(const qd_kernel_args *a, mm_state *s, const dnnl_memory_
         goto fail;
     dnnl_memory_desc_t bmd = *bmd_user;
     if (b_const_data)
-        QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&bmd, bmd_user->ndims, bmd_user->dims,
-                                                       dnnl_f32, dnnl_format_tag_any));
+        QD_DNNL_TRY(g, n,
+                    dnnl_memory_desc_init_by_tag(&bmd, bmd_user->ndims, bmd_user->dims, dnnl_f32,
+                                                 dnnl_format_tag_any));
     dnnl_matmul_desc_t md;
     QD_DNNL_TRY(g, n, dnnl_matmul_desc_init(&md, amd, &bmd, bias_md, ymd));
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
@@ -303,8 +304,8 @@ static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
         size_t cnt = (size_t)(k * nn);
         scaled = qd_malloc(cnt * sizeof *scaled);
         if (!scaled) {
-            st = qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "node '%s' (%s): out of memory",
-                               n->name, n->op_type);
+            st = qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "node '%s' (%s): out of memory", n->name,
+                               n->op_type);
             goto fail;
         }
         const float *src = b_const;
@@ -329,9 +330,9 @@ static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
         QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&opmd, 2, opd));
         s->c_direct = !c_is_const && beta == 1.f && c2[1] == nn;
         s->c_refresh = !c_is_const && !s->c_direct;
-        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->cmem, &opmd, eng,
-                                             s->c_direct ? DNNL_MEMORY_NONE
-                                                         : DNNL_MEMORY_ALLOCATE));
+        QD_DNNL_TRY(g, n,
+                    dnnl_memory_create(&s->cmem, &opmd, eng,
+                                       s->c_direct ? DNNL_MEMORY_NONE : DNNL_MEMORY_ALLOCATE));
         if (c_is_const)
             fill_c(s, C->data);
         if (alpha_left == 1.f && s->c_rows == 1) {
@@ -339,8 +340,9 @@ static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
             s->c_as_bias = 1;
         } else {
             if (alpha_left != 1.f)
-                QD_DNNL_TRY(g, n, dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear,
-                                                               alpha_left, 0.f));
+                QD_DNNL_TRY(
+                    g, n,
+                    dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear, alpha_left, 0.f));
             QD_DNNL_TRY(g, n, dnnl_post_ops_append_binary(po, dnnl_binary_add, &opmd));
             s->c_pos = dnnl_post_ops_len(po) - 1;
         }
@@ -403,13 +405,14 @@ static qd_status mm_execute(const qd_kernel_args *a, mm_state *s)
             QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->cmem, a->inputs[2]->data));
         else if (s->c_refresh)
             fill_c(s, a->inputs[2]->data);
-        args[na++] = (dnnl_exec_arg_t){
-            s->c_as_bias ? DNNL_ARG_BIAS
-                         : DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->c_pos) | DNNL_ARG_SRC_1,
-            s->cmem};
+        args[na++] = (dnnl_exec_arg_t){s->c_as_bias ? DNNL_ARG_BIAS
+                                                    : DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->c_pos) |
+                                                          DNNL_ARG_SRC_1,
+                                       s->cmem};
     }
     for (int i = 0; i < s->chain.n_binary; i++) {
-        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
+        QD_DNNL_TRY(g, n,
+                    dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
         args[na++] = (dnnl_exec_arg_t){
             DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
     }
