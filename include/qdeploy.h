@@ -135,6 +135,8 @@ qd_status qd_engine_run(qd_engine *engine);
 /* Per-step timing of the last runs when options.profile was set: writes a
  * table (op type totals, or per node when per_node) to out. */
 qd_status qd_engine_profile(qd_engine *engine, FILE *out, int per_node);
+/* Forgets the timings so far (e.g. after warm-up runs). */
+void qd_engine_profile_reset(qd_engine *engine);
 
 #ifdef __cplusplus
 }

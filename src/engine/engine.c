@@ -496,6 +496,14 @@ qd_status qd_engine_set_input(qd_engine *e, const char *name, int dtype, int ran
     return QD_OK;
 }
 
+void qd_engine_profile_reset(qd_engine *e)
+{
+    for (size_t k = 0; e && k < e->n_steps; k++) {
+        e->steps[k].total_ms = 0;
+        e->steps[k].calls = 0;
+    }
+}
+
 typedef struct op_time {
     const char *op_type;
     const char *impl;

@@ -1,10 +1,15 @@
 /* Which kernel runs a node: the fast path when there is one and the caller
- * did not ask for the reference path, else the portable reference kernel. */
+ * did not ask for the reference path, else the portable reference kernel;
+ * and which following nodes a fast kernel absorbs as post-ops. */
 #include "engine/engine.h"
+#include "engine/kernels/dnnl/dnnl_kernels.h"
 
 int qd_engine_select_kernel(const qd_engine *e, const qd_node *n, qd_kernel_impl *impl)
 {
-    (void)e;
+    if (!e->opt.reference && qd_dnnl_supports(n)) {
+        *impl = qd_dnnl_impl(n);
+        return 1;
+    }
     qd_kernel_fn ref = qd_ref_kernel(n->op);
     if (!ref)
         return 0;
@@ -12,9 +17,38 @@ int qd_engine_select_kernel(const qd_engine *e, const qd_node *n, qd_kernel_impl
     return 1;
 }
 
+/* The single consumer of v, when v feeds exactly one node and nothing else
+ * (not a graph output) needs it. */
+static qd_node *sole_consumer(const qd_value *v)
+{
+    if (!v || v->is_output || v->n_uses != 1)
+        return NULL;
+    return v->uses[0].node;
+}
+
 void qd_engine_fuse_step(const qd_engine *e, qd_step *step, unsigned char *taken)
 {
-    (void)e;
-    (void)step;
-    (void)taken;
+    if (e->opt.reference || !step->impl.prepare || step->node->n_outputs < 1)
+        return;
+    qd_value *carried = step->node->outputs[0];
+    while (step->n_fused < QD_MAX_FUSED) {
+        qd_node *next = sole_consumer(carried);
+        if (!next || taken[next->id] || next->n_outputs < 1 || !next->outputs[0])
+            return;
+        const qd_value *other = NULL;
+        if (next->op == QD_OP_ADD) {
+            if (next->n_inputs != 2 || next->inputs[0] == next->inputs[1])
+                return;
+            other = next->inputs[0] == carried ? next->inputs[1] : next->inputs[0];
+            /* The other operand must be ready before this step runs: it
+             * cannot come from a node after the anchor. */
+            if (other->producer && other->producer->id > step->node->id)
+                return;
+        }
+        if (!qd_dnnl_fusable(step->node, next, other))
+            return;
+        step->fused[step->n_fused++] = next;
+        taken[next->id] = 1;
+        carried = next->outputs[0];
+    }
 }

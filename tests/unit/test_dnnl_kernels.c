@@ -6,11 +6,12 @@
  * each case before it runs), QD_TEST_KEEP_GOING=1 (report every mismatch
  * instead of stopping at the first). ONEDNN_VERBOSE=1 shows the chosen
  * implementations. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* cmocka needs the four above first */
+#include <cmocka.h>
 
 #include <float.h>
 #include <math.h>

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -109,10 +110,13 @@ int qd_cli_bench(int argc, char **argv)
         }
         if (i >= warmup)
             times[i - warmup] = now_ms() - t0;
+        if (i + 1 == warmup)
+            qd_engine_profile_reset(e);
     }
     qsort(times, (size_t)iters, sizeof *times, cmp_double);
+    int threads = opt.threads ? opt.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     printf("%s: batch %lld, %d threads, %ld runs: median %.3f ms, min %.3f ms, max %.3f ms\n",
-           model, (long long)(opt.batch ? opt.batch : 1), opt.threads, iters, times[iters / 2],
+           model, (long long)(opt.batch ? opt.batch : 1), threads, iters, times[iters / 2],
            times[0], times[iters - 1]);
     if (opt.profile)
         qd_engine_profile(e, stdout, per_node);
