@@ -47,6 +47,8 @@ static int is_view_op(const qd_node *n)
            op == QD_OP_UNSQUEEZE || op == QD_OP_IDENTITY || op == QD_OP_DROPOUT;
 }
 
+static void make_label(qd_step *s);
+
 static int root_of(const qd_engine *e, int id)
 {
     while (e->slots[id].alias_of >= 0)
@@ -96,6 +98,10 @@ static void step_io_lists(qd_step *st)
     st->n_outputs = 0;
     for (int o = 0; o < last->n_outputs && st->n_outputs < QD_STEP_MAX_OUTPUTS; o++)
         st->outputs[st->n_outputs++] = last->outputs[o];
+    for (int j = 0; j < st->n_inputs; j++)
+        st->in_slot[j] = st->inputs[j] ? st->inputs[j]->id : -1;
+    for (int o = 0; o < st->n_outputs; o++)
+        st->out_slot[o] = st->outputs[o] ? st->outputs[o]->id : -1;
 }
 
 /* Builds the steps: one per node that is not folded to a constant or fused
@@ -103,7 +109,8 @@ static void step_io_lists(qd_step *st)
 static qd_status plan_steps(qd_engine *e)
 {
     qd_graph *g = e->graph;
-    e->steps = qd_calloc(g->n_nodes + 1, sizeof *e->steps);
+    /* Room for the layout conversions the layout plan may add. */
+    e->steps = qd_calloc(3 * g->n_nodes + 8, sizeof *e->steps);
     unsigned char *taken = qd_calloc(g->n_nodes + 1, 1);
     if (!e->steps || !taken) {
         qd_free(taken);
@@ -144,14 +151,14 @@ static qd_status plan_steps(qd_engine *e)
     return QD_OK;
 }
 
-/* Decides where each value lives and for how long. */
+/* Decides where each value lives and for how long. Slots past the graph's
+ * values (layout conversions) were set up by the layout plan. */
 static void plan_slots(qd_engine *e)
 {
     qd_graph *g = e->graph;
-    for (size_t i = 0; i < e->n_slots; i++) {
+    for (size_t i = 0; i < g->n_values; i++) {
         qd_slot *s = &e->slots[i];
         const qd_value *v = g->values[i];
-        s->alias_of = -1;
         s->first_step = s->last_step = -1;
         if (v->konst) {
             s->kind = QD_SLOT_CONST;
@@ -162,49 +169,54 @@ static void plan_slots(qd_engine *e)
             s->first_step = s->last_step = 0;
         }
     }
+    for (size_t i = g->n_values; i < e->n_slots; i++)
+        e->slots[i].first_step = e->slots[i].last_step = -1;
     for (size_t k = 0; k < e->n_steps; k++) {
         qd_step *st = &e->steps[k];
         qd_node *n = st->node;
         for (int o = 0; o < st->n_outputs; o++) {
-            qd_value *v = st->outputs[o];
-            if (!v || v->konst)
+            if (st->out_slot[o] < 0 || (st->outputs[o] && st->outputs[o]->konst))
                 continue;
-            qd_slot *s = &e->slots[v->id];
+            qd_slot *s = &e->slots[st->out_slot[o]];
             s->kind = st->dynamic ? QD_SLOT_DYNAMIC : QD_SLOT_ARENA;
             s->first_step = s->last_step = (int)k;
         }
-        /* A reshape-like node's output shares its input's buffer: nothing
+        if (!n || st->dynamic || st->n_fused || st->in_slot[0] < 0 || st->out_slot[0] < 0)
+            continue;
+        /* A reshape-like node's output shares its input's buffer (as does a
+         * Transpose the layout plan found to be a mere renaming): nothing
          * runs and nothing is copied. */
-        qd_value *in = n->n_inputs ? n->inputs[0] : NULL;
-        qd_value *out = n->n_outputs ? n->outputs[0] : NULL;
-        if (!st->dynamic && !st->n_fused && is_view_op(n) && in && out && !out->konst &&
-            in->dtype == out->dtype && qd_value_numel(in) == qd_value_numel(out)) {
-            qd_slot *si = &e->slots[in->id], *so = &e->slots[out->id];
-            if (si->kind == QD_SLOT_ARENA) {
-                so->alias_of = root_of(e, in->id);
-                st->impl.run = NULL; /* no-op step */
-            } else if (si->kind == QD_SLOT_CONST) {
-                so->kind = QD_SLOT_CONST;
-                set_view_shape(so, out);
-                so->view.data = si->view.data;
-                st->impl.run = NULL;
-            }
+        qd_slot *si = &e->slots[st->in_slot[0]], *so = &e->slots[st->out_slot[0]];
+        qd_value *in = n->inputs[0], *out = n->outputs[0];
+        int view = st->view_alias ||
+                   (is_view_op(n) && in && out && !out->konst && in->dtype == out->dtype &&
+                    qd_value_numel(in) == qd_value_numel(out) && si->view.layout == so->view.layout);
+        if (!view)
+            continue;
+        if (si->kind == QD_SLOT_ARENA) {
+            so->alias_of = root_of(e, st->in_slot[0]);
+            st->impl.run = NULL; /* no-op step */
+        } else if (si->kind == QD_SLOT_CONST) {
+            so->kind = QD_SLOT_CONST;
+            set_view_shape(so, out);
+            so->view.data = si->view.data;
+            st->impl.run = NULL;
         }
     }
     /* Lifetimes, on the root buffer of each alias chain. */
     for (size_t k = 0; k < e->n_steps; k++) {
         const qd_step *st = &e->steps[k];
         for (int j = 0; j < st->n_inputs; j++) {
-            if (!st->inputs[j])
+            if (st->in_slot[j] < 0)
                 continue;
-            qd_slot *r = &e->slots[root_of(e, st->inputs[j]->id)];
+            qd_slot *r = &e->slots[root_of(e, st->in_slot[j])];
             if ((int)k > r->last_step)
                 r->last_step = (int)k;
         }
         for (int o = 0; o < st->n_outputs; o++) {
-            if (!st->outputs[o])
+            if (st->out_slot[o] < 0)
                 continue;
-            qd_slot *r = &e->slots[root_of(e, st->outputs[o]->id)];
+            qd_slot *r = &e->slots[root_of(e, st->out_slot[o])];
             if ((int)k > r->last_step)
                 r->last_step = (int)k;
         }
@@ -216,7 +228,8 @@ static void plan_slots(qd_engine *e)
     for (size_t i = 0; i < e->n_slots; i++) {
         qd_slot *s = &e->slots[i];
         if (s->kind == QD_SLOT_ARENA && s->alias_of < 0) {
-            set_view_shape(s, g->values[i]);
+            if (s->value)
+                set_view_shape(s, s->value);
             s->size = s->view.nbytes;
         }
     }
@@ -241,7 +254,8 @@ static qd_status place_buffers(qd_engine *e)
             s->view.data = base + s->offset;
         } else {
             const qd_slot *r = &e->slots[root_of(e, (int)i)];
-            set_view_shape(s, e->graph->values[i]);
+            if (s->value)
+                set_view_shape(s, s->value);
             s->view.data = base + r->offset;
         }
     }
@@ -252,14 +266,46 @@ static qd_status place_buffers(qd_engine *e)
 typedef struct step_io {
     const qd_tensor *in[QD_STEP_MAX_INPUTS];
     qd_tensor *out[QD_STEP_MAX_OUTPUTS];
+    qd_tensor in_phys[QD_STEP_MAX_INPUTS]; /* physical views (step->physical) */
+    qd_tensor out_phys[QD_STEP_MAX_OUTPUTS];
 } step_io;
+
+/* How an elementwise kernel sees a tensor when the step computes on
+ * channels-last data: NHWC data as plain N,H,W,C; any other operand
+ * (rank-aligned to 4) with its dims permuted the same way, which the layout
+ * plan checked leaves its data order unchanged. */
+static void physical_view(const qd_tensor *t, qd_tensor *p)
+{
+    *p = *t;
+    if (t->rank == 0)
+        return;
+    int64_t d[4] = {1, 1, 1, 1};
+    for (int i = 0; i < t->rank && i < 4; i++)
+        d[4 - t->rank + i] = t->dims[i];
+    p->rank = 4;
+    p->dims[0] = d[0];
+    p->dims[1] = d[2];
+    p->dims[2] = d[3];
+    p->dims[3] = d[1];
+    p->layout = QD_LAYOUT_PLAIN;
+}
 
 static void fill_args(qd_engine *e, qd_step *st, step_io *io, qd_kernel_args *a)
 {
-    for (int j = 0; j < st->n_inputs; j++)
-        io->in[j] = st->inputs[j] ? &e->slots[st->inputs[j]->id].view : NULL;
-    for (int o = 0; o < st->n_outputs; o++)
-        io->out[o] = st->outputs[o] ? &e->slots[st->outputs[o]->id].view : NULL;
+    for (int j = 0; j < st->n_inputs; j++) {
+        io->in[j] = st->in_slot[j] >= 0 ? &e->slots[st->in_slot[j]].view : NULL;
+        if (st->physical && io->in[j]) {
+            physical_view(io->in[j], &io->in_phys[j]);
+            io->in[j] = &io->in_phys[j];
+        }
+    }
+    for (int o = 0; o < st->n_outputs; o++) {
+        io->out[o] = st->out_slot[o] >= 0 ? &e->slots[st->out_slot[o]].view : NULL;
+        if (st->physical && io->out[o]) {
+            physical_view(io->out[o], &io->out_phys[o]);
+            io->out[o] = &io->out_phys[o];
+        }
+    }
     *a = (qd_kernel_args){.node = st->node,
                           .graph = e->graph,
                           .n_inputs = st->n_inputs,
@@ -316,12 +362,27 @@ qd_status qd_engine_create(qd_graph *g, const qd_engine_options *options, qd_eng
         if (!qd_value_shape_known(g->inputs[i]) || g->inputs[i]->dtype == QD_DT_UNDEFINED)
             return engine_fail(e, QD_STATUS_SHAPE_ERROR,
                                "graph input '%s' has no fixed shape or type", g->inputs[i]->name);
+    /* Room for the layout plan's converted copies: at most two per node. */
     e->n_slots = g->n_values;
-    e->slots = qd_calloc(e->n_slots + 1, sizeof *e->slots);
+    e->slots_cap = g->n_values + 2 * g->n_nodes + 8;
+    e->slots = qd_calloc(e->slots_cap, sizeof *e->slots);
     if (!e->slots)
         return engine_fail(e, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+    for (size_t i = 0; i < e->slots_cap; i++) {
+        e->slots[i].alias_of = -1;
+        e->slots[i].converted[0] = e->slots[i].converted[1] = -1;
+        e->slots[i].value = i < g->n_values ? g->values[i] : NULL;
+    }
+#ifdef _OPENMP
+    /* oneDNN fixes a primitive's thread partitioning when it is created. */
+    omp_set_num_threads(e->opt.threads);
+#endif
     if ((st = plan_steps(e)) != QD_OK)
         return st;
+    if (!e->opt.reference && (st = qd_engine_plan_layouts(e)) != QD_OK)
+        return from_graph(e, st);
+    for (size_t k = 0; k < e->n_steps; k++)
+        make_label(&e->steps[k]);
     plan_slots(e);
     if ((st = place_buffers(e)) != QD_OK)
         return st;
@@ -346,9 +407,9 @@ static qd_status run_dynamic_shapes(qd_engine *e, qd_step *st)
     qd_tensor *borrowed[64] = {0};
     for (int j = 0; j < n->n_inputs && j < 64; j++) {
         qd_value *v = n->inputs[j];
-        if (!v || v->konst)
+        if (!v || v->konst || st->in_slot[j] < 0)
             continue;
-        const qd_slot *s = &e->slots[v->id];
+        const qd_slot *s = &e->slots[st->in_slot[j]];
         qd_value_set_shape(v, s->view.dtype, s->view.rank, s->view.dims);
         int64_t numel = qd_numel(s->view.rank, s->view.dims);
         /* Range's bounds may be float scalars; large float data never shapes. */
@@ -504,6 +565,21 @@ void qd_engine_profile_reset(qd_engine *e)
     }
 }
 
+/* The profile's name for what a step runs: "Conv", "Conv+Relu", ... */
+static const char *step_op_name(const qd_step *s) { return s->label; }
+
+static void make_label(qd_step *s)
+{
+    if (!s->node) {
+        snprintf(s->label, sizeof s->label, "Reorder(layout)");
+        return;
+    }
+    int off = snprintf(s->label, sizeof s->label, "%s", s->node->op_type);
+    for (int f = 0; f < s->n_fused && off > 0 && off < (int)sizeof s->label; f++)
+        off += snprintf(s->label + off, sizeof s->label - (size_t)off, "+%s",
+                        s->fused[f]->op_type);
+}
+
 typedef struct op_time {
     const char *op_type;
     const char *impl;
@@ -533,7 +609,8 @@ qd_status qd_engine_profile(qd_engine *e, FILE *out, int per_node)
             const qd_step *s = &e->steps[k];
             if (!s->impl.run)
                 continue;
-            fprintf(out, "%-48s %-22s %-6s %10.3f %6.1f%%\n", s->node->name, s->node->op_type,
+            fprintf(out, "%-48s %-22s %-6s %10.3f %6.1f%%\n",
+                    s->node ? s->node->name : "(layout conversion)", step_op_name(s),
                     s->impl.name, s->total_ms / (double)runs,
                     total > 0 ? 100.0 * s->total_ms / total : 0.0);
         }
@@ -548,10 +625,10 @@ qd_status qd_engine_profile(qd_engine *e, FILE *out, int per_node)
         if (!s->impl.run)
             continue;
         size_t j = 0;
-        while (j < n && (strcmp(t[j].op_type, s->node->op_type) || strcmp(t[j].impl, s->impl.name)))
+        while (j < n && (strcmp(t[j].op_type, step_op_name(s)) || strcmp(t[j].impl, s->impl.name)))
             j++;
         if (j == n) {
-            t[n].op_type = s->node->op_type;
+            t[n].op_type = step_op_name(s);
             t[n].impl = s->impl.name;
             n++;
         }

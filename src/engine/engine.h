@@ -20,8 +20,12 @@ typedef struct qd_slot {
     size_t offset;  /* ARENA: byte offset */
     size_t size;    /* bytes */
     int alias_of;   /* value id whose buffer this one shares, or -1 */
-    qd_tensor view; /* dtype/rank/dims/data of the current run */
+    qd_tensor view; /* dtype/layout/rank/dims/data of the current run */
     int first_step, last_step;
+    qd_value *value;  /* the graph value it holds; NULL for the engine's own
+                         (layout conversions) */
+    int converted[2]; /* slot holding this one's data in layout 0 (plain) /
+                         1 (NHWC), made by a reorder step; -1: none yet */
 } qd_slot;
 
 /* A kernel's optional lifecycle around its compute function. */
@@ -38,7 +42,8 @@ typedef struct qd_kernel_impl {
 #define QD_STEP_MAX_OUTPUTS 16
 
 typedef struct qd_step {
-    qd_node *node;                     /* the anchor: Conv, MatMul, ... or any op */
+    qd_node *node;                     /* the anchor: Conv, MatMul, ... or any op;
+                                          NULL for a layout conversion */
     qd_node *fused[QD_MAX_FUSED];      /* nodes run inside this step, in order */
     int n_fused;
     /* What the step reads and writes: the anchor's inputs, then each fused
@@ -47,9 +52,17 @@ typedef struct qd_step {
     int n_inputs;
     qd_value *outputs[QD_STEP_MAX_OUTPUTS];
     int n_outputs;
+    /* The slots actually read and written (usually the values' own; a
+     * layout conversion redirects an input to a converted copy). -1: none. */
+    int in_slot[QD_STEP_MAX_INPUTS];
+    int out_slot[QD_STEP_MAX_OUTPUTS];
+    int physical;   /* elementwise on channels-last data: kernels see the
+                       NHWC tensors as plain N,H,W,C (see layout_plan.c) */
+    int view_alias; /* output 0 shares input 0's buffer: nothing runs */
     qd_kernel_impl impl;
     void *state;
     int dynamic; /* output shapes computed at run time */
+    char label[96]; /* "Conv+Add+Relu", for the profile */
     double total_ms;
     int64_t calls;
 } qd_step;
@@ -60,8 +73,8 @@ struct qd_engine {
     qd_engine_options opt;
     qd_step *steps;
     size_t n_steps;
-    qd_slot *slots; /* one per graph value, by value id */
-    size_t n_slots;
+    qd_slot *slots; /* one per graph value (by value id), then the engine's own */
+    size_t n_slots, slots_cap;
     void *arena;
     size_t arena_size;
     void **dynamic_buffers; /* freed after each run */
@@ -77,6 +90,16 @@ int qd_engine_select_kernel(const qd_engine *e, const qd_node *n, qd_kernel_impl
  * and that the kernel can run as post-ops (activations, a residual Add).
  * `taken` marks nodes (by id) already absorbed. */
 void qd_engine_fuse_step(const qd_engine *e, qd_step *step, unsigned char *taken);
+
+/* Chooses the memory layout of every activation: channels-last between
+ * the oneDNN convs, plain elsewhere, with conversion steps inserted where a
+ * consumer needs the other layout and free views where a Transpose only
+ * renames dims (see layout_plan.c). */
+qd_status qd_engine_plan_layouts(qd_engine *e);
+
+/* Converts between plain NCHW and channels-last NHWC (a->inputs[0] to
+ * a->outputs[0], layouts read from the tensors). */
+qd_status qd_reorder_layout(const qd_kernel_args *a);
 
 /* Places every ARENA slot: offsets such that values alive at the same step
  * never overlap. Returns the arena size. */

@@ -34,8 +34,16 @@ size_t qd_dtype_size(qd_dtype dtype);
 const char *qd_dtype_name(qd_dtype dtype);
 int qd_dtype_is_float(qd_dtype dtype);
 
+/* How a 4-D N,C,H,W tensor's data is laid out in memory. The engine keeps
+ * activations between oneDNN convs channels-last; dims stay logical. */
+typedef enum qd_layout {
+    QD_LAYOUT_PLAIN = 0, /* row-major in the logical dims */
+    QD_LAYOUT_NHWC = 1,  /* logical N,C,H,W stored as N,H,W,C */
+} qd_layout;
+
 typedef struct qd_tensor {
     qd_dtype dtype;
+    qd_layout layout;
     int rank;
     int64_t dims[QD_MAX_RANK];
     void *data;       /* rank 0 = scalar; NULL only when numel == 0 */

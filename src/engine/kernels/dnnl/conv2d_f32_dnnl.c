@@ -296,11 +296,16 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
         for (int i = 0; i < rank; i++)
             wd[i] = w->dims[i];
     }
-    qd_dnnl_layout layout = qd_dnnl_activation_layout();
+    /* Each tensor says how its data is laid out (the engine plans NHWC
+     * between convs); plain tensors follow the process-wide default. */
+    qd_dnnl_layout layout = y->layout == QD_LAYOUT_NHWC ? QD_DNNL_NHWC : qd_dnnl_activation_layout();
+    qd_dnnl_layout src_layout =
+        x->layout == QD_LAYOUT_NHWC ? QD_DNNL_NHWC : qd_dnnl_activation_layout();
     s->layout = layout;
     dnnl_format_tag_t user_tag = qd_dnnl_act_tag(layout, rank);
     dnnl_format_tag_t cl_tag = qd_dnnl_act_tag(QD_DNNL_NHWC, rank);
-    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_user, rank, xd, dnnl_f32, user_tag));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_user, rank, xd, dnnl_f32,
+                                                   qd_dnnl_act_tag(src_layout, rank)));
     QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_user, rank, yd, dnnl_f32, user_tag));
     QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&wei_user, wrank, wd));
     QD_DNNL_TRY(g, n,
@@ -310,12 +315,14 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
 
     /* Direct on the engine's layout, or channels-last inside. */
     qd_dnnl_conv_policy policy = qd_dnnl_conv_policy_get();
-    int internal = layout == QD_DNNL_NCHW && policy == QD_DNNL_CONV_CHANNELS_LAST;
+    int internal = layout == QD_DNNL_NCHW && src_layout == QD_DNNL_NCHW &&
+                   policy == QD_DNNL_CONV_CHANNELS_LAST;
     if (!internal) {
         if ((st = conv_pd(a, &gm, &src_user, &wei_any, b ? &bias_md : NULL, &dst_user, &dst_user,
                           &s->chain, &pd)) != QD_OK)
             goto fail;
-        if (layout == QD_DNNL_NCHW && policy == QD_DNNL_CONV_AUTO && qd_dnnl_impl_is_slow(pd)) {
+        if (layout == QD_DNNL_NCHW && src_layout == QD_DNNL_NCHW && policy == QD_DNNL_CONV_AUTO &&
+            qd_dnnl_impl_is_slow(pd)) {
             dnnl_primitive_desc_destroy(pd);
             pd = NULL;
             internal = 1;
