@@ -78,6 +78,12 @@ qd_status qd_graph_verify(qd_graph *graph);
  * folded into the Conv. Run after qd_graph_infer_shapes. Output names stay. */
 qd_status qd_graph_simplify(qd_graph *graph);
 
+/* Rewrites decomposed forms into the single ops they compute: the Erf form
+ * of GELU into Gelu, the ReduceMean/Sub/Pow/Sqrt/Div form of LayerNorm into
+ * LayerNormalization. For the engine and the pattern matcher; Gelu is an
+ * ONNX op from opset 20 only, so the result is not for other tools. */
+qd_status qd_graph_canonicalize(qd_graph *graph);
+
 /* Writes the graph as ONNX, atomically: a temporary file in the same folder,
  * then a rename. Refuses to overwrite the file the graph was loaded from. */
 qd_status qd_graph_save(qd_graph *graph, const char *path);

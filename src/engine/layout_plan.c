@@ -29,7 +29,7 @@ static int is_elementwise(qd_op op)
     switch (op) {
     case QD_OP_RELU: case QD_OP_LEAKY_RELU: case QD_OP_ELU: case QD_OP_CLIP:
     case QD_OP_SIGMOID: case QD_OP_HARD_SIGMOID: case QD_OP_HARD_SWISH: case QD_OP_TANH:
-    case QD_OP_ERF: case QD_OP_SOFTPLUS: case QD_OP_SQRT: case QD_OP_RECIPROCAL:
+    case QD_OP_ERF: case QD_OP_GELU: case QD_OP_SOFTPLUS: case QD_OP_SQRT: case QD_OP_RECIPROCAL:
     case QD_OP_NEG: case QD_OP_ABS: case QD_OP_EXP: case QD_OP_LOG:
     case QD_OP_ADD: case QD_OP_SUB: case QD_OP_MUL: case QD_OP_DIV: case QD_OP_POW:
     case QD_OP_MAX: case QD_OP_MIN: case QD_OP_SUM: case QD_OP_WHERE:

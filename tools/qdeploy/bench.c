@@ -80,7 +80,8 @@ int qd_cli_bench(int argc, char **argv)
         rc = qd_cli_fail_model(model, g, st);
         goto done;
     }
-    if ((st = qd_graph_infer_shapes(g)) != QD_OK || (st = qd_graph_simplify(g)) != QD_OK) {
+    if ((st = qd_graph_infer_shapes(g)) != QD_OK || (st = qd_graph_simplify(g)) != QD_OK ||
+        (st = qd_graph_canonicalize(g)) != QD_OK) {
         rc = qd_cli_fail_model(model, g, st);
         goto done;
     }

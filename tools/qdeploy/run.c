@@ -116,7 +116,8 @@ int qd_cli_run(int argc, char **argv)
         if (v->rank > 0 && v->dims[0] < 0 && data[i]->rank > 0)
             opt.batch = data[i]->dims[0];
     }
-    if ((st = qd_graph_infer_shapes(g)) != QD_OK || (st = qd_graph_simplify(g)) != QD_OK) {
+    if ((st = qd_graph_infer_shapes(g)) != QD_OK || (st = qd_graph_simplify(g)) != QD_OK ||
+        (st = qd_graph_canonicalize(g)) != QD_OK) {
         rc = qd_cli_fail_model(model, g, st);
         goto done;
     }

@@ -137,6 +137,21 @@ static int clip_bounds(const qd_node *n, float *lo, float *hi)
     return 0;
 }
 
+/* oneDNN's algorithm for a Gelu node's "approximate" attribute. */
+static dnnl_alg_kind_t gelu_alg(const qd_node *n)
+{
+    const qd_attr *a = qd_node_attr(n, "approximate");
+    if (!a)
+        return dnnl_eltwise_gelu_erf;
+    if (a->type != QD_ATTR_STRING)
+        return dnnl_alg_kind_undef;
+    if (!strcmp(a->s, "none"))
+        return dnnl_eltwise_gelu_erf;
+    if (!strcmp(a->s, "tanh"))
+        return dnnl_eltwise_gelu_tanh;
+    return dnnl_alg_kind_undef;
+}
+
 int qd_dnnl_eltwise_fusable(const qd_node *n)
 {
     float f, g;
@@ -155,6 +170,7 @@ int qd_dnnl_eltwise_fusable(const qd_node *n)
         return n->n_inputs == 1 && attr_float(n, "alpha", 0, &f) == 0 &&
                attr_float(n, "beta", 0, &g) == 0;
     case QD_OP_CLIP: return n->n_inputs <= 3 && clip_bounds(n, &f, &g) == 0 && f <= g;
+    case QD_OP_GELU: return n->n_inputs == 1 && gelu_alg(n) != dnnl_alg_kind_undef;
     default: return 0;
     }
 }
@@ -182,6 +198,7 @@ static int node_eltwise(const qd_node *n, elt *out)
     case QD_OP_SIGMOID: out[0] = (elt){dnnl_eltwise_logistic, 0, 0}; return 1;
     case QD_OP_TANH: out[0] = (elt){dnnl_eltwise_tanh, 0, 0}; return 1;
     case QD_OP_HARD_SWISH: out[0] = (elt){dnnl_eltwise_hardswish, 0, 0}; return 1;
+    case QD_OP_GELU: out[0] = (elt){gelu_alg(n), 0, 0}; return 1;
     case QD_OP_HARD_SIGMOID:
         attr_float(n, "alpha", 0.2f, &alpha);
         attr_float(n, "beta", 0.5f, &beta);
@@ -389,6 +406,10 @@ static float act_scalar(const elt *e, int ne, float x)
         case dnnl_eltwise_hardswish: x = x * fminf(1.f, fmaxf(0.f, x / 6.f + 0.5f)); break;
         case dnnl_eltwise_linear: x = a * x + b; break;
         case dnnl_eltwise_clip: x = fminf(b, fmaxf(a, x)); break;
+        case dnnl_eltwise_gelu_erf: x = 0.5f * x * (1.f + erff(x * 0.70710678f)); break;
+        case dnnl_eltwise_gelu_tanh:
+            x = 0.5f * x * (1.f + tanhf(0.79788456f * (x + 0.044715f * x * x * x)));
+            break;
         default: break;
         }
     }

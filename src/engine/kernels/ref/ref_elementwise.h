@@ -28,4 +28,7 @@ qd_status qd_ref_dropout(const qd_kernel_args *a);
  * Returns 0, or -1 when a dtype is not numeric. */
 int qd_ref_convert(const void *src, qd_dtype src_dtype, void *dst, qd_dtype dst_dtype, int64_t n);
 
+/* Gelu: approximate "none" (erf) or "tanh". */
+qd_status qd_ref_gelu(const qd_kernel_args *a);
+
 #endif

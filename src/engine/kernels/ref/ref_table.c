@@ -23,6 +23,7 @@ qd_kernel_fn qd_ref_kernel(qd_op op)
     case QD_OP_ABS: case QD_OP_EXP: case QD_OP_LOG: case QD_OP_FLOOR: case QD_OP_CEIL:
     case QD_OP_ROUND: case QD_OP_SIGN: case QD_OP_SIN: case QD_OP_COS: case QD_OP_NOT:
         return qd_ref_unary;
+    case QD_OP_GELU: return qd_ref_gelu;
     case QD_OP_SOFTMAX: return qd_ref_softmax;
     case QD_OP_LOG_SOFTMAX: return qd_ref_log_softmax;
 
