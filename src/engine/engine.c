@@ -36,10 +36,35 @@ static qd_status from_graph(qd_engine *e, qd_status st)
 
 const char *qd_engine_error(const qd_engine *e) { return e ? e->err.message : "out of memory"; }
 
+/* A Transpose that only moves dims of size 1 keeps the data order. */
+static int transpose_keeps_order(const qd_node *n)
+{
+    const qd_value *x = n->n_inputs ? n->inputs[0] : NULL;
+    const qd_attr *perm = qd_node_attr(n, "perm");
+    if (!x || !qd_value_shape_known(x))
+        return 0;
+    int last = -1;
+    for (int i = 0; i < x->rank; i++) {
+        int64_t axis = perm && perm->type == QD_ATTR_INTS && (int)perm->n == x->rank
+                           ? perm->ints[i]
+                           : x->rank - 1 - i; /* default: reversed */
+        if (axis < 0 || axis >= x->rank)
+            return 0;
+        if (x->dims[axis] == 1)
+            continue;
+        if (axis < last)
+            return 0;
+        last = (int)axis;
+    }
+    return 1;
+}
+
 /* Ops whose single output is their first input's data, reshaped. */
 static int is_view_op(const qd_node *n)
 {
     qd_op op = n->op;
+    if (op == QD_OP_TRANSPOSE && n->n_outputs == 1)
+        return transpose_keeps_order(n);
     for (int o = 1; o < n->n_outputs; o++)
         if (n->outputs[o])
             return 0; /* e.g. Dropout's mask must be written */
