@@ -3,11 +3,16 @@
  * and which following nodes a fast kernel absorbs as post-ops. */
 #include "engine/engine.h"
 #include "engine/kernels/dnnl/dnnl_kernels.h"
+#include "engine/kernels/x86/x86_kernels.h"
 
 int qd_engine_select_kernel(const qd_engine *e, const qd_node *n, qd_kernel_impl *impl)
 {
     if (!e->opt.reference && qd_dnnl_supports(n)) {
         *impl = qd_dnnl_impl(n);
+        return 1;
+    }
+    if (!e->opt.reference && qd_x86_supports(n)) {
+        *impl = qd_x86_impl(n);
         return 1;
     }
     qd_kernel_fn ref = qd_ref_kernel(n->op);

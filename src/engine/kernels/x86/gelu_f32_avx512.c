@@ -8,9 +8,9 @@
  * approximate = "tanh": y = x/2 * (1 + tanh(u)) = x * sigmoid(2u) with
  * u = sqrt(2/pi) (x + 0.044715 x^3), through the two-sided sigmoid. */
 #include <immintrin.h>
-#include <math.h>
 #include <string.h>
 
+#include "engine/kernels/ref/ref_elementwise.h"
 #include "engine/kernels/x86/x86_common.h"
 #include "engine/kernels/x86/x86_math_avx512.h"
 
@@ -67,20 +67,6 @@ static QD_X86_AVX512 void gelu_range(void *p, int64_t b, int64_t e)
     }
 }
 
-/* The portable path (no AVX-512): the same formulas in double. */
-static void gelu_scalar(const float *x, float *y, int64_t n, int tanh_form)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double v = x[i];
-        if (tanh_form) {
-            double u2 = 1.5957691216057308 * v * (1.0 + 0.044715 * v * v);
-            y[i] = (float)(v / (1.0 + exp(-u2)));
-        } else {
-            y[i] = (float)(0.5 * v * erfc(-v * 0.70710678118654752));
-        }
-    }
-}
-
 /* "none" -> 0, "tanh" -> 1, else -1. */
 static int approx_mode(const char *s)
 {
@@ -119,10 +105,8 @@ qd_status qd_x86_gelu(const qd_kernel_args *a)
     if (mode < 0)
         return qd_nn_fail(a, QD_STATUS_INVALID_MODEL,
                           "approximate is '%s', expected 'none' or 'tanh'", approx);
-    if (!qd_x86_cpu_avx512()) {
-        gelu_scalar(X->data, Y->data, numel, mode);
-        return QD_OK;
-    }
+    if (!qd_x86_cpu_avx512())
+        return qd_ref_gelu(a);
     gelu_ctx c = {X->data, Y->data, mode};
     qd_x86_parallel(a, numel, numel, gelu_range, &c);
     return QD_OK;

@@ -92,16 +92,12 @@ static QD_X86_AVX512 void ln_rows(void *p, int64_t r0, int64_t r1)
     }
 }
 
-/* A parameter vector of exactly n elements along the last axis (leading
- * dims 1): [n], [1, n], ... */
+/* A parameter of exactly the normalized shape [n] (the reference kernel
+ * takes no more dims than the normalized ones; one element broadcast is
+ * left to it). */
 static int vec_shape_ok(int rank, const int64_t *dims, int64_t n)
 {
-    if (rank < 1 || dims[rank - 1] != n)
-        return 0;
-    for (int i = 0; i < rank - 1; i++)
-        if (dims[i] != 1)
-            return 0;
-    return 1;
+    return rank == 1 && dims[0] == n;
 }
 
 int qd_x86_layernorm_supports(const qd_node *n)

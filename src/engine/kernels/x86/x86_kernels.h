@@ -16,8 +16,8 @@
  * below ~16K elements.
  *
  * Per-kernel cases (float32, plain row-major tensors):
- *   LayerNormalization  axis = last; Scale (and optional B) of N = last dim
- *                       elements; no Mean/InvStdDev outputs.
+ *   LayerNormalization  axis = last; Scale (and optional B) of shape [N],
+ *                       N = last dim; no Mean/InvStdDev outputs.
  *   Softmax             rows along the last axis (opset >= 13 axis = last;
  *                       opset < 13 always, the input seen as 2-D).
  *   Gelu                approximate = "none" (erf) or "tanh" (ONNX opset 20;
