@@ -274,7 +274,7 @@ function section(o, results, meta) {
     `- threads: ${o.threads} (qdeploy \`--threads ${o.threads}\`; onnxruntime intra-op ` +
       `${o.threads}, inter-op 1, sequential, graphOptimizationLevel 'all')`,
     `- onnxruntime: onnxruntime-node ${meta.ortVersion} (npm, its bundled CPU library)`,
-    `- qdeploy: git ${meta.git}`,
+    `- qdeploy: git ${meta.git}` + (meta.env ? `; environment: ${meta.env}` : ''),
     `- method: per model ${o.rounds} rounds, engines alternating (which goes first alternates ` +
       `too); each round ${o.warmup} warm-up + ${o.iters} timed runs on one uniform [-1, 1) input; ` +
       'an engine\'s figure is the median of its round medians; ratio < 1: qdeploy is faster. ' +
@@ -313,6 +313,9 @@ async function main() {
     load: os.loadavg().map((x) => x.toFixed(2)).join(' '),
     ortVersion: ortb.ortVersion(),
     git: gitRev(),
+    // Threading settings inherited by qdeploy (OpenMP, oneDNN) change its figures.
+    env: Object.keys(process.env).filter((k) => /^(OMP_|GOMP_|KMP_|ONEDNN_|DNNL_)/.test(k)).sort()
+      .map((k) => `${k}=${process.env[k]}`).join(' '),
     command: process.env.QD_BENCH_COMMAND ||
              ['node', path.relative(process.cwd(), __filename) || __filename, ...argv]
                .map(shellQuote).join(' '),

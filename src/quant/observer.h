@@ -139,8 +139,9 @@ const qd_observer_stats *qd_observer_channel_stats(const qd_observer *obs, size_
 void qd_observer_tensor_stats(const qd_observer *obs, qd_observer_stats *out);
 
 /* The histogram of one channel, for reports and tests: *counts points at
- * num_bins counts, *width is the bin width (0 while no non-zero |x| was seen,
- * when *pending_zeros counts the zeros kept aside). Returns -1 for the max
+ * num_bins counts, *width is the bin width. While no non-zero |x| was seen,
+ * *width is 0, *pending_zeros counts the zeros kept aside and *counts may be
+ * NULL. Returns -1 for the max
  * kind (no histogram) or a channel out of range, else 0. */
 int qd_observer_histogram(const qd_observer *obs, size_t channel, const uint64_t **counts,
                           int *num_bins, double *width, uint64_t *pending_zeros);
@@ -173,7 +174,8 @@ double qd_hist_entropy_kl(const double *bins, int num_bins, int i, int levels);
 /* The KL search: candidates i = start, start+stride, ... and always
  * num_bins; the i with the smallest divergence wins, ties to the larger i
  * (less clipping, as pytorch-quantization's last argmin). Returns the
- * chosen i (-1 on bad arguments or an empty histogram); the threshold is
+ * chosen i (-1 on bad arguments or an empty histogram, -2 on out of
+ * memory); the threshold is
  * amax = (i + 0.5) * width, as the TensorRT talk states, which the observer
  * caps at the observed max |x|. */
 int qd_hist_entropy_best_bin(const double *bins, int num_bins, int levels, int start, int stride);

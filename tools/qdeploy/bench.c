@@ -1,5 +1,5 @@
 /* qdeploy bench MODEL [--batch N] [--threads T] [--warmup W] [--iters I]
- *                     [--profile] [--per-node] [--reference] */
+ *                     [--profile] [--reference] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +11,10 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: qdeploy bench MODEL [--batch N] [--threads T] [--warmup W] [--iters I]\n"
-                 "                    [--profile] [--per-node] [--reference]\n"
-                 "  Times inference on random inputs; prints median/min/max latency and,\n"
-                 "  with --profile, time per op type (--per-node: per node).\n");
+                 "                    [--profile] [--reference]\n"
+                 "  Times inference on random inputs; prints median/min/max latency and the\n"
+                 "  time per op type (fused groups and layout conversions are their own\n"
+                 "  rows); --profile: time per node instead.\n");
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -39,7 +40,7 @@ static int positive(const char *s, long *out)
 int qd_cli_bench(int argc, char **argv)
 {
     const char *model = NULL;
-    qd_engine_options opt = {0};
+    qd_engine_options opt = {.profile = 1};
     long warmup = 3, iters = 20, v;
     int per_node = 0;
     for (int i = 1; i < argc; i++) {
@@ -52,9 +53,7 @@ int qd_cli_bench(int argc, char **argv)
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc && positive(argv[++i], &v) && v > 0)
             iters = v;
         else if (!strcmp(argv[i], "--profile"))
-            opt.profile = 1;
-        else if (!strcmp(argv[i], "--per-node"))
-            opt.profile = per_node = 1;
+            per_node = 1;
         else if (!strcmp(argv[i], "--reference"))
             opt.reference = 1;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -119,8 +118,7 @@ int qd_cli_bench(int argc, char **argv)
     printf("%s: batch %lld, %d threads, %ld runs: median %.3f ms, min %.3f ms, max %.3f ms\n",
            model, (long long)(opt.batch ? opt.batch : 1), threads, iters, times[iters / 2],
            times[0], times[iters - 1]);
-    if (opt.profile)
-        qd_engine_profile(e, stdout, per_node);
+    qd_engine_profile(e, stdout, per_node);
     rc = 0;
 done:
     free(times);
