@@ -33,7 +33,8 @@ static int64_t floor_div(int64_t a, int64_t d)
 }
 
 /* 16 (masked: m) values x[base + lane * sw]. */
-static inline QD_X86_AVX512 __m512 load_strided(const float *base, int64_t sw, __mmask16 m, int n)
+static inline __attribute__((always_inline)) QD_X86_AVX512 __m512
+load_strided(const float *base, int64_t sw, __mmask16 m, int n)
 {
     if (sw == 1)
         return _mm512_maskz_loadu_ps(m, base);
@@ -50,6 +51,25 @@ static inline QD_X86_AVX512 __m512 load_strided(const float *base, int64_t sw, _
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32((int)sw));
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
+}
+
+/* The max over the window of n (<= 16) interior output columns from ow0,
+ * kernel rows k0..k1 (all inside the input). */
+static inline __attribute__((always_inline)) QD_X86_AVX512 __m512
+pool16(const mp_ctx *c, const float *xp, int64_t ih0, int64_t k0, int64_t k1, int64_t ow0,
+       __mmask16 m, int n)
+{
+    const int64_t sw = c->sw, dw = c->dw, kw = c->kw;
+    const float *base = xp + (ih0 + k0 * c->dh) * c->W + ow0 * sw - c->pl;
+    __m512 best = load_strided(base, sw, m, n);
+    for (int64_t q = 1; q < kw; q++)
+        best = _mm512_max_ps(load_strided(base + q * dw, sw, m, n), best);
+    for (int64_t k = k0 + 1; k < k1; k++) {
+        const float *row = xp + (ih0 + k * c->dh) * c->W + ow0 * sw - c->pl;
+        for (int64_t q = 0; q < kw; q++)
+            best = _mm512_max_ps(load_strided(row + q * dw, sw, m, n), best);
+    }
+    return best;
 }
 
 static QD_X86_AVX512 void mp_rows(void *p, int64_t b, int64_t e)
@@ -109,25 +129,14 @@ static QD_X86_AVX512 void mp_rows(void *p, int64_t b, int64_t e)
             }
             y[ow] = best;
         }
-        /* interior columns, 16 at a time */
-        for (int64_t ow0 = c->ow_lo; ow0 < c->ow_hi; ow0 += 16) {
-            const int n = (int)(c->ow_hi - ow0 < 16 ? c->ow_hi - ow0 : 16);
-            const __mmask16 m = qd_x86_tail_mask(n);
-            const int64_t iw0 = ow0 * c->sw - c->pl;
-            __m512 best = _mm512_setzero_ps();
-            int first = 1;
-            for (int64_t k = k0; k < k1; k++) {
-                const int64_t ih = ih0 + k * c->dh;
-                if (ih < 0 || ih >= H)
-                    continue;
-                const float *row = xp + ih * W + iw0;
-                for (int64_t q = 0; q < c->kw; q++) {
-                    const __m512 v = load_strided(row + q * c->dw, c->sw, m, n);
-                    best = first ? v : _mm512_max_ps(v, best);
-                    first = 0;
-                }
-            }
-            _mm512_mask_storeu_ps(y + ow0, m, best);
+        /* interior columns: full vectors (constant masks), then a tail */
+        int64_t ow0 = c->ow_lo;
+        for (; ow0 + 16 <= c->ow_hi; ow0 += 16)
+            _mm512_storeu_ps(y + ow0, pool16(c, xp, ih0, k0, k1, ow0, 0xFFFF, 16));
+        if (ow0 < c->ow_hi) {
+            const int n = (int)(c->ow_hi - ow0);
+            _mm512_mask_storeu_ps(y + ow0, qd_x86_tail_mask(n),
+                                  pool16(c, xp, ih0, k0, k1, ow0, qd_x86_tail_mask(n), n));
         }
     }
 }

@@ -8,8 +8,8 @@
  *     combination of the remaining dims, the (P, last) plane is a 2-D
  *     transpose, done in 16x16 register blocks (masked at the edges)
  *     ((0, 2, 3, 1) NCHW->NHWC, (0, 3, 1, 2), (1, 0), (0, 2, 1)).
- * Work items are (outer index, 16 rows of P, 256 columns of last), one
- * contiguous run of items per thread. Bitwise copies. */
+ * Work items are (outer index, TR_ROWS rows of P, TR_COLS columns of
+ * last), one contiguous run of items per thread. Bitwise copies. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -17,7 +17,13 @@
 #include "engine/kernels/x86/x86_common.h"
 #include "engine/kernels/x86/x86_math_avx512.h"
 
-#define TR_COLS 256 /* columns (of the last output dim) per work item */
+/* A work item: TR_ROWS rows of P by TR_COLS columns of the last dim. */
+#ifndef TR_ROWS
+#define TR_ROWS 16
+#endif
+#ifndef TR_COLS
+#define TR_COLS 256
+#endif
 
 typedef struct tr_ctx {
     const float *x;
@@ -33,7 +39,7 @@ typedef struct tr_ctx {
 } tr_ctx;
 
 /* In-register transpose of 16 rows of 16 floats. */
-static inline QD_X86_AVX512 void tr16x16(__m512 r[16])
+static inline __attribute__((always_inline)) QD_X86_AVX512 void tr16x16(__m512 r[16])
 {
     __m512 t[16], u[16];
     for (int k = 0; k < 16; k += 2) {
@@ -62,7 +68,7 @@ static inline QD_X86_AVX512 void tr16x16(__m512 r[16])
 }
 
 /* dst[i * dld + j] = src[i + j * sld] for i < ni, j < nj (both <= 16). */
-static inline QD_X86_AVX512 void tr_block(const float *src, int64_t sld, float *dst, int64_t dld,
+static inline __attribute__((always_inline)) QD_X86_AVX512 void tr_block(const float *src, int64_t sld, float *dst, int64_t dld,
                                           int ni, int nj)
 {
     __m512 r[16];
@@ -100,27 +106,56 @@ static QD_X86_AVX512 void tr_range(void *p, int64_t b, int64_t e)
 {
     const tr_ctx *c = p;
     if (!c->tiled) {
-        /* items are rows of L elements */
-        for (int64_t o = b; o < e; o++) {
-            int64_t si, so;
-            outer_offsets(c, o, &si, &so);
-            memcpy(c->y + so, c->x + si, (size_t)c->L * sizeof(float));
+        /* items are rows of L elements; the outer index advances as an
+         * odometer instead of being divided out per row */
+        const int64_t L = c->L;
+        int64_t idx[QD_MAX_RANK] = {0}, rem = b, si = 0;
+        for (int d = c->n_outer - 1; d >= 0; d--) {
+            idx[d] = rem % c->odims[d];
+            rem /= c->odims[d];
+            si += idx[d] * c->ist[d];
+        }
+        float *dst = c->y + b * L;
+        for (int64_t o = b; o < e; o++, dst += L) {
+            const float *src = c->x + si;
+            if (L >= 1024) {
+                memcpy(dst, src, (size_t)L * sizeof(float));
+            } else {
+                int64_t j = 0;
+                for (; j + 16 <= L; j += 16)
+                    _mm512_storeu_ps(dst + j, _mm512_loadu_ps(src + j));
+                if (j < L) {
+                    const __mmask16 m = qd_x86_tail_mask(L - j);
+                    _mm512_mask_storeu_ps(dst + j, m, _mm512_maskz_loadu_ps(m, src + j));
+                }
+            }
+            for (int d = c->n_outer - 1; d >= 0; d--) {
+                si += c->ist[d];
+                if (++idx[d] < c->odims[d])
+                    break;
+                si -= c->ist[d] * c->odims[d];
+                idx[d] = 0;
+            }
         }
         return;
     }
     const int64_t per_outer = c->pblocks * c->lblocks;
     for (int64_t it = b; it < e; it++) {
         const int64_t o = it / per_outer, rem = it % per_outer;
-        const int64_t i0 = (rem / c->lblocks) * 16, jb = (rem % c->lblocks) * TR_COLS;
+        const int64_t ib = (rem / c->lblocks) * TR_ROWS, jb = (rem % c->lblocks) * TR_COLS;
+        const int64_t ie = ib + TR_ROWS < c->P ? ib + TR_ROWS : c->P;
         const int64_t je = jb + TR_COLS < c->L ? jb + TR_COLS : c->L;
-        const int ni = (int)(c->P - i0 < 16 ? c->P - i0 : 16);
         int64_t si, so;
         outer_offsets(c, o, &si, &so);
-        const float *src = c->x + si + i0;
-        float *dst = c->y + so + i0 * c->dst_ld;
+        const float *src = c->x + si;
+        float *dst = c->y + so;
         for (int64_t j0 = jb; j0 < je; j0 += 16) {
             const int nj = (int)(je - j0 < 16 ? je - j0 : 16);
-            tr_block(src + j0 * c->src_ld, c->src_ld, dst + j0, c->dst_ld, ni, nj);
+            for (int64_t i0 = ib; i0 < ie; i0 += 16) {
+                const int ni = (int)(ie - i0 < 16 ? ie - i0 : 16);
+                tr_block(src + i0 + j0 * c->src_ld, c->src_ld, dst + i0 * c->dst_ld + j0,
+                         c->dst_ld, ni, nj);
+            }
         }
     }
 }
@@ -222,7 +257,7 @@ qd_status qd_x86_transpose(const qd_kernel_args *a)
         c.P = dims[p];
         c.src_ld = st[k - 1];
         c.dst_ld = ost[p];
-        c.pblocks = (c.P + 15) / 16;
+        c.pblocks = (c.P + TR_ROWS - 1) / TR_ROWS;
         c.lblocks = (c.L + TR_COLS - 1) / TR_COLS;
     }
     for (int d = 0; d < k - 1; d++) {
