@@ -56,6 +56,7 @@ void qd_observer_options_init(qd_observer_options *opt)
     opt->entropy_levels = 128;
     opt->entropy_start = 128;
     opt->entropy_stride = 1;
+    opt->entropy_flatten_zero_bin = 1;
     opt->mse_start_fraction = 0.1;
 }
 
@@ -335,6 +336,8 @@ static double channel_amax(qd_observer *obs, size_t c)
     case QD_OBSERVER_PERCENTILE:
         return cap(qd_hist_percentile(bins, nb, h->width, obs->opt.percentile), max_abs);
     case QD_OBSERVER_ENTROPY: {
+        if (obs->opt.entropy_flatten_zero_bin)
+            bins[0] = bins[1]; /* see observer_entropy.c */
         int i = qd_hist_entropy_best_bin(bins, nb, obs->opt.entropy_levels,
                                          obs->opt.entropy_start, obs->opt.entropy_stride);
         if (i == -2)

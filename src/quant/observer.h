@@ -21,7 +21,8 @@
  *               cumulative count crosses the target).
  *   entropy     TensorRT's legacy/entropy calibrator: KL-divergence search
  *               over clip bins of a 2048-bin histogram of |x| (exact
- *               semantics: qd_hist_entropy_kl below).
+ *               semantics: qd_hist_entropy_kl below), after bin 0 is set to
+ *               bin 1's count (entropy_flatten_zero_bin, on by default).
  *   mse         the candidate clip value (histogram bin edges from
  *               mse_start_fraction of max |x| up to max |x|, and max |x|
  *               itself) minimizing the expected squared error of
@@ -81,11 +82,15 @@ typedef struct qd_observer_options {
     int entropy_levels;        /* quantized levels of Q; default 128 (int8, |x|) */
     int entropy_start;         /* first candidate clip bin, >= levels; default 128 */
     int entropy_stride;        /* candidate step, >= 1; default 1 (num_bins always tried) */
+    int entropy_flatten_zero_bin; /* 1 (default): bin 0 := bin 1 before the KL search, as
+                                   * pytorch-quantization does, so the spike of exact zeros
+                                   * after a ReLU does not drive the threshold down; 0: bins
+                                   * as counted */
     double mse_start_fraction; /* smallest mse candidate as a fraction of max |x|; default 0.1 */
 } qd_observer_options;
 
 /* Fills the defaults above (num_bins 2048, percentile 99.99, levels 128,
- * start 128, stride 1, mse fraction 0.1, per tensor). */
+ * start 128, stride 1, flatten zero bin, mse fraction 0.1, per tensor). */
 void qd_observer_options_init(qd_observer_options *opt);
 
 /* Statistics of the finite values seen (per tensor or per channel). */

@@ -15,10 +15,14 @@
  *   - KL as scipy.stats.entropy(P, Q): zero P bins contribute nothing, a
  *     non-zero P bin over a zero Q bin makes the divergence infinite;
  *   - ties go to the larger i (pytorch-quantization's last argmin).
- * Differences from pytorch-quantization, on purpose: the threshold is
+ *   - before the search the observer sets bins[0] = bins[1], as
+ *     pytorch-quantization does (option entropy_flatten_zero_bin, on by
+ *     default; the functions here take the bins as given). Without it the
+ *     spike of exact zeros after a ReLU dominates P: on ReLU(N(0, 1)) the
+ *     search then clips at about 2 sigma instead of about 4.4.
+ * Difference from pytorch-quantization, on purpose: the threshold is
  * (i + 0.5) * bin_width as in the TensorRT talk (pytorch-quantization
- * returns the edge i * bin_width), and bin 0 is used as counted
- * (pytorch-quantization overwrites bins[0] with bins[1]).
+ * returns the edge i * bin_width).
  *
  * Cost: O(i) per candidate with no logarithm per element (ln of every bin is
  * computed once, ln of Q once per group), about 2 M multiply-adds for 2048

@@ -364,12 +364,14 @@ static void test_entropy_hand_histogram(void **state)
      *   i = 5..15: bin i-1 is empty but holds the outlier in P while Q is 0
      *          there: infinite;
      *   i = 16: Q = {2.25 x4, 0 x11, 1} / 10: KL = 0.1019394.
-     * So i = 4 and amax = (4 + 0.5) * 1 = 4.5. */
+     * So i = 4 and amax = (4 + 0.5) * 1 = 4.5. (Bins as counted: the
+     * zero-bin flattening is off here; see below with it on.) */
     qd_observer_options opt;
     qd_observer_options_init(&opt);
     opt.num_bins = 16;
     opt.entropy_levels = 4;
     opt.entropy_start = 4;
+    opt.entropy_flatten_zero_bin = 0;
     qd_observer *obs = make(QD_OBSERVER_ENTROPY, &opt);
     const float x[10] = {0.5f, -0.5f, 0.5f, 0.5f, 1.5f, -1.5f, 2.5f, 2.5f, -3.5f, 16.0f};
     assert_int_equal(qd_observer_observe(obs, x, 10), QD_OK);
@@ -400,6 +402,60 @@ static void test_entropy_hand_histogram(void **state)
     assert_int_equal(qd_observer_observe(obs, x, 10), QD_OK);
     assert_float_equal(finish1(obs), 16.0f, 0.0f);
     qd_observer_delete(obs);
+
+    /* With bin 0 flattened to bin 1 (the default): bins = {2, 2, 2, 1,
+     * 0 x11, 1}, total 8:
+     *   i = 4:  P = {2, 2, 2, 2} / 8, Q = {2, 2, 2, 1} / 7:
+     *           KL = .75 ln(.25 / (2/7)) + .25 ln(.25 / (1/7))  = 0.0397554...
+     *   i = 16: Q = {1.75 x4, 0 x11, 1} / 8:
+     *           KL = .75 ln(2 / 1.75) + .125 ln(1 / 1.75) + 0     = 0.0301966...
+     * so i = 16 wins: amax = 16.5, capped at max |x| = 16. */
+    double flat[16] = {2, 2, 2, 1};
+    flat[15] = 1;
+    double f4 = 0.75 * log(0.875) + 0.25 * log(1.75);
+    double f16 = 0.75 * log(2 / 1.75) + 0.125 * log(1 / 1.75);
+    assert_float_equal(f4, 0.0397554, 1e-7);
+    assert_float_equal(f16, 0.0301966, 1e-7);
+    assert_float_equal(qd_hist_entropy_kl(flat, 16, 4, 4), f4, 1e-12);
+    assert_float_equal(qd_hist_entropy_kl(flat, 16, 16, 4), f16, 1e-12);
+    assert_int_equal(qd_hist_entropy_best_bin(flat, 16, 4, 4, 1), 16);
+    opt.entropy_start = 4;
+    opt.entropy_flatten_zero_bin = 1;
+    obs = make(QD_OBSERVER_ENTROPY, &opt);
+    assert_int_equal(qd_observer_observe(obs, x, 10), QD_OK);
+    assert_float_equal(finish1(obs), 16.0f, 0.0f);
+    qd_observer_delete(obs);
+}
+
+/* After a ReLU half the values are exact zeros, all in bin 0. Flattening
+ * bin 0 (the default, as pytorch-quantization) keeps the threshold near the
+ * tail of ReLU(N(0, 1)); with the spike left in, the search clips at about
+ * 2 sigma. */
+static void test_entropy_relu_zeros(void **state)
+{
+    (void)state;
+    const int n = 200000;
+    unsigned seed = 5;
+    float *x = malloc((size_t)n * sizeof *x);
+    for (int k = 0; k < n; k++) {
+        double v = gauss(&seed);
+        x[k] = v > 0.0 ? (float)v : 0.0f;
+    }
+    qd_observer_options opt;
+    qd_observer_options_init(&opt);
+    qd_observer *obs = make(QD_OBSERVER_ENTROPY, &opt);
+    assert_int_equal(qd_observer_observe(obs, x, (size_t)n), QD_OK);
+    float flattened = finish1(obs);
+    qd_observer_delete(obs);
+    opt.entropy_flatten_zero_bin = 0;
+    obs = make(QD_OBSERVER_ENTROPY, &opt);
+    assert_int_equal(qd_observer_observe(obs, x, (size_t)n), QD_OK);
+    float counted = finish1(obs);
+    qd_observer_delete(obs);
+    free(x);
+    if (!(flattened > 3.5f && counted < 3.0f))
+        fail_msg("ReLU entropy amax: flattened %g, as counted %g", (double)flattened,
+                 (double)counted);
 }
 
 /* ---- mse ------------------------------------------------------------------ */
@@ -617,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_entropy_uniform),
         cmocka_unit_test(test_entropy_gaussian_outliers),
         cmocka_unit_test(test_entropy_hand_histogram),
+        cmocka_unit_test(test_entropy_relu_zeros),
         cmocka_unit_test(test_mse),
         cmocka_unit_test(test_errors_and_nonfinite),
         cmocka_unit_test(test_options),
