@@ -8,6 +8,7 @@
  *    plain N,H,W,C tensor and its other operands permuted alike ("physical"
  *    steps), which is valid when permuting does not reorder their data
  *    (scalars, per-channel [C,1,1] vectors, same-layout tensors);
+ *  - MaxPool and GlobalAveragePool read NHWC data directly;
  *  - a Transpose that only renames NCHW<->NHWC dims (ConvNeXt's permutes
  *    around LayerNorm) becomes a view: nothing moves;
  *  - everything else reads plain data: a conversion step is inserted once
@@ -18,6 +19,7 @@
 
 #include "base/alloc.h"
 #include "engine/engine.h"
+#include "engine/kernels/x86/pool2d_nhwc.h"
 
 static int nontrivial_4d(int rank, const int64_t *d)
 {
@@ -194,6 +196,12 @@ qd_status qd_engine_plan_layouts(qd_engine *e)
         if (!st.dynamic && n->op == QD_OP_CONV && !strcmp(st.impl.name, "dnnl") &&
             st.out_slot[0] >= 0 && e->slots[st.out_slot[0]].view.rank == 4) {
             ok = plan_conv(e, &st, e->steps, &n_new);
+        } else if (!st.dynamic && !st.n_fused && qd_pool2d_nhwc_supports(n) &&
+                   !writes_graph_output(&st) && st.in_slot[0] >= 0 &&
+                   e->slots[st.in_slot[0]].view.layout == QD_LAYOUT_NHWC) {
+            /* Pools read channels-last data directly. */
+            st.impl = (qd_kernel_impl){"nhwc", qd_pool2d_nhwc, NULL, NULL};
+            set_output_layouts(e, &st, QD_LAYOUT_NHWC);
         } else if (!st.dynamic && is_elementwise(n->op) && !st.n_fused &&
                    !writes_graph_output(&st) && st.out_slot[0] >= 0) {
             int any_nhwc = 0;
