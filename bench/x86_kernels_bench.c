@@ -327,6 +327,14 @@ int main(int argc, char **argv)
         c = make("Transpose 197x12x64 (0,2,1,3)", "Transpose", 17, 1, r, f, 4, w);
         qd_node_set_attr_ints(c.n, "perm", p0213, 4);
         run_case(&c, filter);
+        /* torchvision ViT's attention: K^T straight from [L, heads, d] */
+        static const int64_t p120[3] = {1, 2, 0};
+        int64_t k[3] = {197, 12, 64}, kt[3] = {12, 64, 197};
+        const int64_t *g[1] = {k};
+        int r3[1] = {3};
+        c = make("Transpose 197x12x64 (1,2,0)", "Transpose", 17, 1, r3, g, 3, kt);
+        qd_node_set_attr_ints(c.n, "perm", p120, 3);
+        run_case(&c, filter);
     }
     /* GlobalAveragePool (ResNet-50 head), MaxPool (ResNet-50 stem) */
     {

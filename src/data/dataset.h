@@ -36,9 +36,10 @@
  *               identity when the data already is H x W), so 28 x 28
  *               Fashion-MNIST feeds a 32 x 32 or 224 x 224 model as
  *               F.interpolate(x, (H, W), mode="bilinear") would.
- *   - otherwise, for every kind: resize_size > 0 resizes the shorter side
- *     to it (0: no resize), then center crop H x W (zero padding where the
- *     image is smaller). crop_size, when > 0, must equal H and W.
+ *   - otherwise (either given), for every kind: resize_size > 0 resizes
+ *     the shorter side to it (0 or AUTO: no resize), then center crop
+ *     H x W (zero padding where the image is smaller). crop_size, when
+ *     > 0, must equal H and W (checked when reading).
  *   - channels: grey images feed a 3-channel model replicated (as
  *     ImageFolder's RGB conversion); RGB feeds a 1-channel model as PIL's
  *     "L" (R*299/1000 + G*587/1000 + B*114/1000, rounded).
@@ -54,7 +55,11 @@
  * an error naming the file and the item; with skip_bad it is skipped,
  * counted (qd_dataset_skipped) and the next item fills its slot. IDX and
  * array files are checked whole when opened. Opening never decodes
- * images. */
+ * images. Paths that are neither regular files nor directories (FIFOs,
+ * devices) are refused rather than opened, so nothing blocks.
+ *
+ * A handle is not thread-safe: qd_dataset_read updates the skip record;
+ * read from one thread, or use one handle per thread. */
 #ifndef QD_DATA_DATASET_H
 #define QD_DATA_DATASET_H
 #include <stddef.h>

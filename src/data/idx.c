@@ -80,7 +80,8 @@ qd_status qd_idx_read(const char *path, int rank, qd_tensor **out, qd_error *err
     unsigned magic = (unsigned)head[2] << 8 | head[3];
     if (head[2] != 0x08) {
         st = qd_error_set(err, QD_STATUS_UNSUPPORTED,
-                          "%s: IDX element type 0x%02x is not supported (unsigned bytes, 0x08, only)",
+                          "%s: IDX element type 0x%02x is not supported "
+                          "(unsigned bytes, 0x08, only)",
                           path, head[2]);
         goto done;
     }
@@ -102,7 +103,8 @@ qd_status qd_idx_read(const char *path, int rank, qd_tensor **out, qd_error *err
     uint64_t total = 1;
     for (int i = 0; i < rank; i++) {
         const unsigned char *d = head + 4 + 4 * i;
-        dims[i] = (int64_t)((uint64_t)d[0] << 24 | (uint64_t)d[1] << 16 | (uint64_t)d[2] << 8 | d[3]);
+        dims[i] = (int64_t)((uint64_t)d[0] << 24 | (uint64_t)d[1] << 16 | (uint64_t)d[2] << 8 |
+                            d[3]);
         if (dims[i] != 0 && total > (UINT64_C(1) << 40) / (uint64_t)dims[i]) {
             st = qd_error_set(err, QD_STATUS_UNSUPPORTED, "%s: IDX dims are too large", path);
             goto done;
@@ -142,7 +144,8 @@ qd_status qd_idx_read(const char *path, int rank, qd_tensor **out, qd_error *err
     if (have < total) {
         const char *why = gz_problem(f, &truncated);
         st = qd_error_set(err, QD_STATUS_INVALID_ARGUMENT,
-                          "%s: truncated: the IDX dims need %llu data bytes, the file has %zu%s%s%s",
+                          "%s: truncated: the IDX dims need %llu data bytes, "
+                          "the file has %zu%s%s%s",
                           path, (unsigned long long)total, have, *why ? " (" : "", why,
                           *why ? ")" : "");
         goto done;

@@ -219,10 +219,14 @@ qd_status qd_image_decode(const void *data, size_t size, const char *what, qd_im
 qd_status qd_image_load(const char *path, qd_image *out, qd_error *err)
 {
     memset(out, 0, sizeof *out);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return qd_error_set(err, QD_STATUS_IO_ERROR, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) /* checked before opening: a FIFO would block */
+        return qd_error_set(err, QD_STATUS_IO_ERROR, "%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f)
         return qd_error_set(err, QD_STATUS_IO_ERROR, "%s: %s", path, strerror(errno));
-    struct stat sb;
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
         fclose(f);
         return qd_error_set(err, QD_STATUS_IO_ERROR, "%s: not a regular file", path);

@@ -102,17 +102,19 @@ qd_status qd_npy_parse(const void *data, size_t size, const char *what, qd_tenso
         dims[rank++] = d;
         p = end;
     }
+    /* Check the data is there before allocating what the header claims. */
+    size_t off = hstart + hlen;
+    int64_t numel = qd_numel(rank, dims);
+    size_t esize = qd_dtype_size(dtype);
+    if (numel < 0 || !esize || (uint64_t)numel > (size - off) / esize) {
+        st = qd_error_set(err, QD_STATUS_INVALID_ARGUMENT,
+                          "%s: truncated: %zu data bytes, the shape needs %lld elements of %zu",
+                          what, size - off, (long long)numel, esize);
+        goto done;
+    }
     qd_tensor *t = qd_tensor_new(dtype, rank, dims);
     if (!t) {
         st = qd_error_set(err, QD_STATUS_OUT_OF_MEMORY, "%s: array too large", what);
-        goto done;
-    }
-    size_t off = hstart + hlen;
-    if (size - off < t->nbytes) {
-        qd_tensor_delete(t);
-        st = qd_error_set(err, QD_STATUS_INVALID_ARGUMENT,
-                          "%s: truncated: %zu data bytes, the shape needs %zu", what, size - off,
-                          t->nbytes);
         goto done;
     }
     memcpy(t->data, b + off, t->nbytes);

@@ -11,7 +11,10 @@
  *              centres), as F.resize(tensor, size, antialias=False) /
  *              F.interpolate(mode="bilinear"): source coordinate
  *              s = max(0, (in/out) * (d + 0.5) - 0.5), taps floor(s) and
- *              floor(s)+1 (clamped), weights 1-f and f. Either the shorter
+ *              floor(s)+1 (clamped), weights 1-f and f, f = s - floor(s);
+ *              with PyTorch's CPU rounding (in/out in float, s in double,
+ *              f rounded to float; rows blended after columns), so the
+ *              result matches torch to about 1e-7. Either the shorter
  *              side goes to resize_size and the longer to
  *              floor(resize_size * long / short) (Resize(int)), or the image
  *              goes straight to the output H x W (direct), or no resize.

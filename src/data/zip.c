@@ -135,7 +135,8 @@ static qd_status parse_directory(qd_zip *z, qd_error *err)
     }
     qd_free(buf);
     if (multi)
-        return qd_error_set(err, QD_STATUS_UNSUPPORTED, "%s: multi-disk zip archives are not supported", path);
+        return qd_error_set(err, QD_STATUS_UNSUPPORTED,
+                            "%s: multi-disk zip archives are not supported", path);
     if (cd_off > z->file_size || cd_size > z->file_size - cd_off || n > cd_size / 46)
         return BAD("%s: corrupt zip central directory (beyond the end of the file)", path);
     unsigned char *cd = qd_malloc(cd_size ? (size_t)cd_size : 1);
@@ -257,7 +258,8 @@ qd_status qd_zip_read(qd_zip *z, size_t i, void **data, size_t *size, qd_error *
         return BAD("%s: member %s: inconsistent sizes", path, name);
     unsigned char *dst = qd_malloc(e->size ? (size_t)e->size : 1);
     if (!dst)
-        return qd_error_set(err, QD_STATUS_OUT_OF_MEMORY, "%s: member %s: out of memory", path, name);
+        return qd_error_set(err, QD_STATUS_OUT_OF_MEMORY, "%s: member %s: out of memory", path,
+                            name);
     qd_status st = QD_OK;
     if (fseeko(z->f, (off_t)start, SEEK_SET) != 0) {
         st = qd_error_set(err, QD_STATUS_IO_ERROR, "%s: read error", path);

@@ -5,8 +5,9 @@
  * HardSigmoid, HardSwish, Clip, Add/Sub/Mul/Div, Transpose, MaxPool);
  * 1e-5 relative (plus a small absolute floor for the transcendental
  * ones) elsewhere. GELU has no reference kernel: it is checked against
- * the formula in double. Passes with a message when the CPU lacks
- * AVX-512. */
+ * the formula in double. Without AVX-512 (or with QD_X86_DISABLE=1: the
+ * ctest entry unit_test_x86_kernels_fallback) only the fallback to the
+ * reference kernels is checked. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/kernel.h"
 #include "engine/kernels/x86/x86_kernels.h"
@@ -45,6 +48,15 @@ static float rnd_uniform(float lo, float hi)
 /* ---- one node, its values and tensors ---- */
 
 #define MAXIN 4
+#define MAXBUF 8
+
+/* A buffer between two inaccessible pages: the tensor's data ends at the
+ * upper one (overruns fault) or starts at the lower one (underruns fault),
+ * alternately. The kernels' masked loads must not touch either. */
+typedef struct gbuf {
+    void *base;
+    size_t len;
+} gbuf;
 
 typedef struct tc {
     qd_graph *g;
@@ -54,7 +66,29 @@ typedef struct tc {
     int konst[MAXIN];
     int nin;
     qd_tensor *want, *got; /* outputs of the reference and of the x86 kernel */
+    gbuf bufs[MAXBUF];
+    int nbufs;
 } tc;
+
+static int g_guard_flip;
+
+static qd_tensor *guarded(tc *c, int rank, const int64_t *dims)
+{
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t n = (size_t)qd_numel(rank, dims) * sizeof(float);
+    const size_t body = (n + pg - 1) / pg * pg;
+    const size_t len = body + 2 * pg;
+    assert_true(c->nbufs < MAXBUF);
+    char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(base != MAP_FAILED);
+    assert_int_equal(mprotect(base, pg, PROT_NONE), 0);
+    assert_int_equal(mprotect(base + pg + body, pg, PROT_NONE), 0);
+    char *data = (g_guard_flip++ & 1) ? base + pg : base + pg + body - n;
+    qd_tensor *t = qd_tensor_wrap(QD_DT_FLOAT, rank, dims, data, 0);
+    assert_non_null(t);
+    c->bufs[c->nbufs++] = (gbuf){base, len};
+    return t;
+}
 
 static tc *tc_new(const char *op, int64_t opset, int nin)
 {
@@ -79,6 +113,8 @@ static void tc_free(tc *c)
             qd_tensor_delete(c->in[i]);
     qd_tensor_delete(c->want);
     qd_tensor_delete(c->got);
+    for (int i = 0; i < c->nbufs; i++)
+        munmap(c->bufs[i].base, c->bufs[i].len);
     qd_graph_delete(c->g);
     free(c);
 }
@@ -86,8 +122,7 @@ static void tc_free(tc *c)
 /* Input i: a float tensor of the given shape, uniform in [lo, hi]. */
 static float *tc_input(tc *c, int i, int rank, const int64_t *dims, float lo, float hi)
 {
-    qd_tensor *t = qd_tensor_new(QD_DT_FLOAT, rank, dims);
-    assert_non_null(t);
+    qd_tensor *t = guarded(c, rank, dims);
     float *p = t->data;
     for (int64_t k = 0; k < qd_numel(rank, dims); k++)
         p[k] = rnd_uniform(lo, hi);
@@ -109,7 +144,7 @@ static void tc_output(tc *c, int rank, const int64_t *dims)
 {
     qd_value_set_shape(c->ov, QD_DT_FLOAT, rank, dims);
     c->want = qd_tensor_new(QD_DT_FLOAT, rank, dims);
-    c->got = qd_tensor_new(QD_DT_FLOAT, rank, dims);
+    c->got = guarded(c, rank, dims);
     assert_non_null(c->want);
     assert_non_null(c->got);
     /* garbage, so that unwritten elements show */
@@ -397,6 +432,19 @@ static void test_gelu(void **state)
     gelu_case(10000, "none", -12, -3, 5e-6);
     gelu_case(10000, "tanh", -9, -3, 3e-5);
     gelu_case(1000, "none", -1e-3f, 1e-3f, 2e-6);
+    /* against the reference kernel (double precision, 1 + erf: exact
+     * enough away from the far negative tail) */
+    for (int t = 0; t < 2; t++) {
+        tc *r = tc_new("Gelu", 20, 1);
+        int64_t dr[2] = {3, 1001};
+        tc_input(r, 0, 2, dr, -5, 5);
+        if (t)
+            assert_int_equal(qd_node_set_attr_string(r->n, "approximate", "tanh"), 0);
+        tc_output(r, 2, dr);
+        tc_run(r);
+        expect_close(r->got, r->want, 1e-5, 1e-7, "Gelu vs reference");
+        tc_free(r);
+    }
     /* a bad approximate attribute is an error */
     tc *c = tc_new("Gelu", 20, 1);
     int64_t d[1] = {3};
@@ -861,12 +909,72 @@ static void test_selector(void **state)
     tc_free(c);
 }
 
+/* ---- without AVX-512 (QD_X86_DISABLE=1 or an older CPU) ---- */
+
+/* Nothing is claimed, and the kernels, called anyway, give the reference
+ * kernel's output. */
+static void fallback_case(tc *c)
+{
+    assert_int_equal(qd_x86_supports(c->n), 0);
+    tc_run(c);
+    expect_exact(c->got, c->want, c->n->op_type);
+    tc_free(c);
+}
+
+static void test_fallback(void **state)
+{
+    (void)state;
+    if (!g_skip)
+        return; /* run with QD_X86_DISABLE=1 (ctest unit_test_x86_kernels_fallback) */
+    int64_t d3[3] = {2, 7, 37}, last[1] = {37}, d4[4] = {2, 3, 17, 19};
+    static const char *unary[] = {"Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Gelu"};
+    for (int k = 0; k < 6; k++) {
+        tc *c = tc_new(unary[k], 20, 1);
+        tc_input(c, 0, 3, d3, -3, 3);
+        tc_output(c, 3, d3);
+        fallback_case(c);
+    }
+    tc *c = tc_new("LayerNormalization", 17, 3);
+    tc_input(c, 0, 3, d3, -3, 3);
+    tc_input(c, 1, 1, last, -1, 1);
+    tc_input(c, 2, 1, last, -1, 1);
+    tc_output(c, 3, d3);
+    fallback_case(c);
+    c = tc_new("Softmax", 13, 1);
+    tc_input(c, 0, 3, d3, -3, 3);
+    tc_output(c, 3, d3);
+    fallback_case(c);
+    c = tc_new("Add", 14, 2);
+    tc_input(c, 0, 3, d3, -3, 3);
+    tc_input(c, 1, 1, last, -3, 3);
+    tc_output(c, 3, d3);
+    fallback_case(c);
+    c = tc_new("Transpose", 13, 1);
+    tc_input(c, 0, 3, d3, -3, 3);
+    int64_t perm[3] = {0, 2, 1}, td[3] = {2, 37, 7};
+    assert_int_equal(qd_node_set_attr_ints(c->n, "perm", perm, 3), 0);
+    tc_output(c, 3, td);
+    fallback_case(c);
+    c = tc_new("GlobalAveragePool", 13, 1);
+    tc_input(c, 0, 4, d4, -3, 3);
+    int64_t gd[4] = {2, 3, 1, 1};
+    tc_output(c, 4, gd);
+    fallback_case(c);
+    c = tc_new("MaxPool", 12, 1);
+    tc_input(c, 0, 4, d4, -3, 3);
+    int64_t ks[2] = {3, 3}, st[2] = {2, 2}, md[4] = {2, 3, 8, 9};
+    assert_int_equal(qd_node_set_attr_ints(c->n, "kernel_shape", ks, 2), 0);
+    assert_int_equal(qd_node_set_attr_ints(c->n, "strides", st, 2), 0);
+    tc_output(c, 4, md);
+    fallback_case(c);
+}
+
 int main(void)
 {
     g_skip = !qd_x86_cpu_avx512();
     if (g_skip)
-        printf("test_x86_kernels: this CPU has no AVX-512F/DQ/BW/VL: the tests pass without "
-               "running\n");
+        printf("test_x86_kernels: no AVX-512F/DQ/BW/VL (or QD_X86_DISABLE set): only the "
+               "fallback to the reference kernels is tested\n");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),  cmocka_unit_test(test_layernorm_not_claimed),
         cmocka_unit_test(test_softmax),    cmocka_unit_test(test_gelu),
@@ -874,6 +982,7 @@ int main(void)
         cmocka_unit_test(test_clip),       cmocka_unit_test(test_binary),
         cmocka_unit_test(test_transpose),  cmocka_unit_test(test_reduce_mean),
         cmocka_unit_test(test_maxpool),    cmocka_unit_test(test_selector),
+        cmocka_unit_test(test_fallback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* The x86 kernels' selector: CPU features (read once), which nodes the
  * kernels claim, the kernel for a node; and the helpers they share. Plain
  * C, no ISA flags: the AVX-512 code is in the *_avx512.c files. */
+#include <stdlib.h>
 #include <string.h>
 #include <threads.h>
 
@@ -18,6 +19,13 @@ static int g_cpu_avx512;
 
 static void cpu_init(void)
 {
+    /* QD_X86_DISABLE=1: behave as on a CPU without AVX-512 (tests of the
+     * fallback path, engine comparisons). */
+    const char *off = getenv("QD_X86_DISABLE");
+    if (off && *off && strcmp(off, "0") != 0) {
+        g_cpu_avx512 = 0;
+        return;
+    }
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     /* The builtins also check that the OS saves the AVX-512 state. */

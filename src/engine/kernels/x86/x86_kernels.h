@@ -50,7 +50,9 @@ int qd_x86_supports(const qd_node *n);
  * meaningful when qd_x86_supports(n). */
 qd_kernel_impl qd_x86_impl(const qd_node *n);
 
-/* 1 when the CPU (and OS) run the AVX-512 code paths here; read once. */
+/* 1 when the CPU (and OS) run the AVX-512 code paths here; read once.
+ * The environment variable QD_X86_DISABLE=1 makes it 0 (then nothing is
+ * claimed and the kernels run the reference code). */
 int qd_x86_cpu_avx512(void);
 
 /* ---- the kernels (qd_kernel_fn) ---- */
