@@ -15,19 +15,31 @@
  * schedule, a->n_threads threads (0: OpenMP's default); single-threaded
  * below ~16K elements.
  *
- * Per-kernel cases (float32, plain row-major tensors):
+ * Tensors are plain row-major (QD_LAYOUT_PLAIN), the layout plan's
+ * physical NHWC views of elementwise steps included: broadcast patterns are
+ * classified on the run-time dims, so [C,1,1] against an NHWC view is a
+ * row. Results: bitwise the reference's for Relu, Neg, Abs, Sqrt,
+ * Reciprocal, HardSigmoid, HardSwish, Clip, Add/Sub/Mul/Div, Transpose,
+ * MaxPool; within a few ulp for exp/erf/tanh/sigmoid (x86_math_avx512.h),
+ * ~1e-6 relative for LayerNorm/Softmax/means (sums in double).
+ * QD_X86_DISABLE=1 in the environment turns the kernels off (reference
+ * paths everywhere), for comparisons.
+ *
+ * Per-kernel cases (float32):
  *   LayerNormalization  axis = last; Scale (and optional B) of shape [N],
  *                       N = last dim; no Mean/InvStdDev outputs.
  *   Softmax             rows along the last axis (opset >= 13 axis = last;
  *                       opset < 13 always, the input seen as 2-D).
  *   Gelu                approximate = "none" (erf) or "tanh" (ONNX opset 20;
  *                       matched by op_type "Gelu" in the default domain).
+ *                       Keeps relative accuracy in the negative tail.
  *   unary               Relu, Sigmoid, Tanh, Erf, Exp, Sqrt, Reciprocal,
  *                       Neg, Abs, HardSigmoid, HardSwish, Clip.
  *   Add/Sub/Mul/Div     same shape; one operand one element; one operand
- *                       [.., C] against [M, C] (a row) or [C, 1, .., 1]
+ *                       [.., C] against [M, C] (a row), [C, 1, .., 1]
  *                       against [.., C, inner...] (per channel over a
- *                       contiguous block), either side.
+ *                       contiguous block) or [M, 1] against [M, C]; the
+ *                       small operand on either side.
  *   Transpose           rank 2-6, any permutation: row copies when the
  *                       last axis stays, else tiled 16x16 transposes.
  *   GlobalAveragePool   rank >= 3.
