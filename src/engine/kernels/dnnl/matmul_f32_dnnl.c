@@ -180,6 +180,28 @@ static qd_status matmul_prepare(const qd_kernel_args *a, void **state)
     y_numel *= yd[r - 2] * yd[r - 1];
     if (y_numel != qd_numel(Y->rank, Y->dims))
         return bad_operands(a);
+    /* B shared by every batch (a weight): fold A's batch dims into its rows,
+     * one [M', K] x [K, N] product on the same memory instead of many thin
+     * ones (ViT's [197, 1, 768] x [768, 2304] would be 197 products of M=1). */
+    int b_batched = 0;
+    for (int i = 0; i < r - 2; i++)
+        b_batched |= bd[i] != 1;
+    /* Fused operands (after the anchor's own inputs) must still fit the
+     * 2-D output: per-column vectors only. */
+    for (int j = n->n_inputs; j < a->n_inputs; j++)
+        if (a->inputs[j] && a->inputs[j]->rank > 1)
+            b_batched = 1;
+    if (r > 2 && !b_batched) {
+        int64_t rows = 1;
+        for (int i = 0; i < r - 1; i++)
+            rows *= ad[i];
+        ad[0] = yd[0] = rows;
+        ad[1] = ad[r - 1];
+        bd[0] = bd[r - 2];
+        bd[1] = bd[r - 1];
+        yd[1] = yd[r - 1];
+        r = 2;
+    }
 
     mm_state *s = new_state(a);
     dnnl_post_ops_t po = NULL;
