@@ -80,7 +80,7 @@ static qd_status finish(const qd_kernel_args *a, mm_state *s, const dnnl_memory_
     dnnl_primitive_desc_t pd = NULL;
     if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
         goto fail;
-    if ((st = qd_dnnl_chain_post_ops(a, po, ymd, ymd, QD_DNNL_RESIDUAL_BINARY, 1, a->n_fused,
+    if ((st = qd_dnnl_chain_post_ops(a, po, ymd, ymd, QD_DNNL_RESIDUAL_SUM, 1, a->n_fused,
                                      &s->chain)) != QD_OK)
         goto fail;
     dnnl_memory_desc_t bmd = *bmd_user;
@@ -437,6 +437,13 @@ static qd_status mm_execute(const qd_kernel_args *a, mm_state *s)
                     dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
         args[na++] = (dnnl_exec_arg_t){
             DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
+    }
+    /* A residual added by the `sum` post-op is read from dst: put it there
+     * (brg matmul runs slower with a full-size binary operand). */
+    if (s->chain.sum_input >= 0) {
+        const qd_tensor *r = a->inputs[s->chain.sum_input];
+        if (r->data != a->outputs[0]->data)
+            memcpy(a->outputs[0]->data, r->data, a->outputs[0]->nbytes);
     }
     QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->prim, strm, na, args));
     QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
