@@ -19,6 +19,7 @@
 
 #include "base/alloc.h"
 #include "engine/engine.h"
+#include "engine/kernels/dnnl/dnnl_kernels.h"
 #include "engine/kernels/x86/pool2d_nhwc.h"
 
 static int nontrivial_4d(int rank, const int64_t *d)
@@ -155,6 +156,8 @@ static int plan_conv(qd_engine *e, qd_step *st, qd_step *out, size_t *n_out)
         if (t->rank != 4 || t->layout == want ||
             (want == QD_LAYOUT_NHWC && !nontrivial_4d(t->rank, t->dims)))
             continue;
+        if (j == 0 && qd_dnnl_conv_reads_plain_src(st->node))
+            continue; /* a space-to-depth stem reads either layout */
         int c = converted(e, st->in_slot[j], want, out, n_out);
         if (c < 0)
             return 0;

@@ -14,6 +14,7 @@
 
 #include "base/alloc.h"
 #include "engine/engine.h"
+#include "engine/kernels/dnnl/dnnl_kernels.h"
 #include "engine/kernels/ref/ref_nn.h"
 #include "engine/kernels/x86/pool2d_nhwc.h"
 #include "ir/graph.h"
@@ -241,12 +242,77 @@ static void test_layout_plan_matches_reference(void **state)
     free(got);
 }
 
+/* A stride-2 stem on few channels runs as a stride-1 conv on the
+ * space-to-depth input; compare with the reference path on odd sizes,
+ * asymmetric pads, 5x5 and 7x7 kernels, 1-3 channels, NCHW input. */
+static void test_space_to_depth_stem(void **state)
+{
+    (void)state;
+    const int64_t cases[][7] = {
+        /* c, h, w, k, pad top/left, pad bottom/right, oc */
+        {3, 224, 224, 7, 3, 3, 64}, {3, 21, 17, 7, 3, 2, 8}, {1, 19, 23, 5, 2, 2, 5},
+        {2, 16, 15, 5, 0, 1, 7},    {4, 9, 12, 7, 1, 3, 3},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const int64_t *cs = cases[k];
+        float *out[2];
+        size_t count[2];
+        for (int reference = 0; reference < 2; reference++) {
+            g_seed = 11 + (unsigned)k;
+            qd_graph *g = qd_graph_new();
+            g->opset = 17;
+            qd_value *x = qd_graph_new_value(g, "x", NULL);
+            int64_t xd[4] = {1, cs[0], cs[1], cs[2]};
+            qd_value_set_shape(x, QD_DT_FLOAT, 4, xd);
+            x->is_input = 1;
+            qd_grow((void **)&g->inputs, &g->inputs_cap, 1, sizeof *g->inputs);
+            g->inputs[g->n_inputs++] = x;
+            qd_value *c = op(g, "Conv", (qd_value *[]){x, weight(g, "w", 4, (int64_t[]){cs[6], cs[0], cs[3], cs[3]}),
+                                                       weight(g, "b", 1, (int64_t[]){cs[6]})}, 3);
+            int64_t pads[4] = {cs[4], cs[4], cs[5], cs[5]}, strides[2] = {2, 2};
+            qd_node_set_attr_ints(c->producer, "pads", pads, 4);
+            qd_node_set_attr_ints(c->producer, "strides", strides, 2);
+            qd_value *y = op(g, "Relu", &c, 1);
+            y->is_output = 1;
+            qd_grow((void **)&g->outputs, &g->outputs_cap, 1, sizeof *g->outputs);
+            g->outputs[g->n_outputs++] = y;
+            qd_engine_options opt = {.threads = 2, .reference = reference};
+            qd_engine *e = NULL;
+            assert_int_equal(qd_engine_create(g, &opt, &e), QD_OK);
+            if (!reference)
+                assert_true(qd_dnnl_conv_reads_plain_src(c->producer));
+            size_t n = (size_t)(cs[0] * cs[1] * cs[2]);
+            float *in = malloc(n * sizeof *in);
+            for (size_t i = 0; i < n; i++)
+                in[i] = frand();
+            assert_int_equal(qd_engine_set_input(e, "x", QD_FLOAT32, 4, xd, in), QD_OK);
+            free(in);
+            assert_int_equal(qd_engine_run(e), QD_OK);
+            qd_tensor_info o;
+            qd_engine_output_info(e, 0, &o);
+            out[reference] = malloc(o.nbytes);
+            memcpy(out[reference], o.data, o.nbytes);
+            count[reference] = o.nbytes / 4;
+            qd_engine_delete(e);
+            qd_graph_delete(g);
+        }
+        assert_int_equal(count[0], count[1]);
+        for (size_t i = 0; i < count[0]; i++)
+            if (fabsf(out[0][i] - out[1][i]) > 1e-4f * (1 + fabsf(out[1][i])))
+                fail_msg("case %zu element %zu: %g vs %g", k, i, (double)out[0][i],
+                         (double)out[1][i]);
+        free(out[0]);
+        free(out[1]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reorder_round_trip),
         cmocka_unit_test(test_nhwc_pools_match_reference),
         cmocka_unit_test(test_layout_plan_matches_reference),
+        cmocka_unit_test(test_space_to_depth_stem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,11 @@ int qd_dnnl_supports(const qd_node *n);
  * unary nodes. */
 int qd_dnnl_fusable(const qd_node *anchor, const qd_node *next, const qd_value *other_operand);
 
+/* 1 when the Conv n computes from a space-to-depth rearrangement of its
+ * input (a stride-2 stem on <= 4 channels), which reads plain NCHW as fast
+ * as NHWC: the layout plan then leaves its input plain. */
+int qd_dnnl_conv_reads_plain_src(const qd_node *n);
+
 /* name "dnnl", run/prepare/release for n's op. prepare builds the primitive
  * (weights reordered once); run also works without a prepared state (it
  * then prepares and releases on the fly, slowly). */
