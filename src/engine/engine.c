@@ -1,6 +1,7 @@
 /* Engine lifecycle: plan (create), run, inputs and outputs. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -260,6 +261,46 @@ static void plan_slots(qd_engine *e)
     }
 }
 
+/* A step that accumulates a residual into its output (a oneDNN `sum`
+ * post-op) writes over the residual's buffer when the residual dies there:
+ * no copy, and one buffer less. */
+static void plan_in_place(qd_engine *e)
+{
+    for (size_t k = 0; k < e->n_steps; k++) {
+        qd_step *st = &e->steps[k];
+        if (!st->impl.in_place_ok || !st->state || st->n_outputs < 1 || st->out_slot[0] < 0 ||
+            !st->node)
+            continue;
+        qd_slot *out = &e->slots[st->out_slot[0]];
+        if (out->kind != QD_SLOT_ARENA || out->alias_of >= 0)
+            continue;
+        for (int j = st->node->n_inputs; j < st->n_inputs; j++) {
+            if (st->in_slot[j] < 0 || !st->impl.in_place_ok(st->state, j))
+                continue;
+            int r = root_of(e, st->in_slot[j]);
+            qd_slot *res = &e->slots[r];
+            if (res->kind != QD_SLOT_ARENA || res->last_step != (int)k ||
+                res->view.nbytes != out->view.nbytes || res->view.layout != out->view.layout ||
+                (res->value && res->value->is_input))
+                continue;
+            /* The step must not read the buffer it writes over as another
+             * operand (a residual that is also the conv's source). */
+            int shared = 0;
+            for (int i = 0; i < st->n_inputs; i++)
+                if (i != j && st->in_slot[i] >= 0 && root_of(e, st->in_slot[i]) == r)
+                    shared = 1;
+            if (shared)
+                continue;
+            /* Nothing else reads the residual's buffer later: views of it
+             * would have kept its root alive past this step. */
+            out->alias_of = r;
+            if (out->last_step > res->last_step)
+                res->last_step = out->last_step;
+            break;
+        }
+    }
+}
+
 static qd_status place_buffers(qd_engine *e)
 {
     size_t size = qd_memory_plan(e->slots, e->n_slots, ARENA_ALIGN);
@@ -409,8 +450,8 @@ qd_status qd_engine_create(qd_graph *g, const qd_engine_options *options, qd_eng
     for (size_t k = 0; k < e->n_steps; k++)
         make_label(&e->steps[k]);
     plan_slots(e);
-    if ((st = place_buffers(e)) != QD_OK)
-        return st;
+    /* Kernels prepare on shapes and constants only (activation buffers are
+     * placed after, once in-place residuals are known). */
     for (size_t k = 0; k < e->n_steps; k++) {
         qd_step *s = &e->steps[k];
         if (!s->impl.prepare || !s->impl.run || s->dynamic)
@@ -421,7 +462,8 @@ qd_status qd_engine_create(qd_graph *g, const qd_engine_options *options, qd_eng
         if ((st = s->impl.prepare(&a, &s->state)) != QD_OK)
             return from_graph(e, st);
     }
-    return QD_OK;
+    plan_in_place(e);
+    return place_buffers(e);
 }
 
 /* Output shapes of a dynamic step from the actual input data: small integer

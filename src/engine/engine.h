@@ -35,6 +35,9 @@ typedef struct qd_kernel_impl {
     /* Builds state once at plan time (may be NULL). */
     qd_status (*prepare)(const qd_kernel_args *a, void **state);
     void (*release)(void *state);
+    /* 1 when the step's output may share the buffer of its input `input`
+     * (a residual accumulated in place), given the prepared state. NULL: no. */
+    int (*in_place_ok)(const void *state, int input);
 } qd_kernel_impl;
 
 #define QD_MAX_FUSED 4

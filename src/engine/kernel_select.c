@@ -18,7 +18,7 @@ int qd_engine_select_kernel(const qd_engine *e, const qd_node *n, qd_kernel_impl
     qd_kernel_fn ref = qd_ref_kernel(n->op);
     if (!ref)
         return 0;
-    *impl = (qd_kernel_impl){"ref", ref, NULL, NULL};
+    *impl = (qd_kernel_impl){"ref", ref, NULL, NULL, NULL};
     return 1;
 }
 

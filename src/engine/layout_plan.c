@@ -76,7 +76,7 @@ static int converted(qd_engine *e, int from, qd_layout layout, qd_step *out, siz
     st->in_slot[0] = from;
     st->n_outputs = 1;
     st->out_slot[0] = id;
-    st->impl = (qd_kernel_impl){"reorder", qd_reorder_layout, NULL, NULL};
+    st->impl = (qd_kernel_impl){"reorder", qd_reorder_layout, NULL, NULL, NULL};
     return id;
 }
 
@@ -203,7 +203,7 @@ qd_status qd_engine_plan_layouts(qd_engine *e)
                    !writes_graph_output(&st) && st.in_slot[0] >= 0 &&
                    e->slots[st.in_slot[0]].view.layout == QD_LAYOUT_NHWC) {
             /* Pools read channels-last data directly. */
-            st.impl = (qd_kernel_impl){"nhwc", qd_pool2d_nhwc, NULL, NULL};
+            st.impl = (qd_kernel_impl){"nhwc", qd_pool2d_nhwc, NULL, NULL, NULL};
             set_output_layouts(e, &st, QD_LAYOUT_NHWC);
         } else if (!st.dynamic && is_elementwise(n->op) && !st.n_fused &&
                    !writes_graph_output(&st) && st.out_slot[0] >= 0) {

@@ -508,6 +508,9 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
     QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->conv, &ppd));
     s->head.impl = qd_dnnl_impl_name(ppd);
     dnnl_primitive_desc_destroy(pd);
+    /* The residual is read from dst by the sum post-op: dst may be its
+     * buffer (not with the internal layout, which reorders it first). */
+    s->head.in_place_input = s->internal ? -1 : s->chain.sum_input;
     *state = s;
     return QD_OK;
 fail:
@@ -657,5 +660,5 @@ int qd_dnnl_conv_supports(const qd_node *n)
 
 qd_kernel_impl qd_dnnl_conv_impl(void)
 {
-    return (qd_kernel_impl){"dnnl", conv_run, conv_prepare, conv_release};
+    return (qd_kernel_impl){"dnnl", conv_run, conv_prepare, conv_release, qd_dnnl_in_place_ok};
 }

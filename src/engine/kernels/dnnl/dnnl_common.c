@@ -645,12 +645,18 @@ int qd_dnnl_fusable(const qd_node *anchor, const qd_node *next, const qd_value *
     return value_same_shape(other_operand, y) || per_channel(anchor, y, other_operand);
 }
 
+int qd_dnnl_in_place_ok(const void *state, int input)
+{
+    const qd_dnnl_state_head *h = state;
+    return h && h->in_place_input >= 0 && h->in_place_input == input;
+}
+
 qd_kernel_impl qd_dnnl_impl(const qd_node *n)
 {
     switch (n ? n->op : QD_OP_UNKNOWN) {
     case QD_OP_CONV: return qd_dnnl_conv_impl();
     case QD_OP_MATMUL: return qd_dnnl_matmul_impl();
     case QD_OP_GEMM: return qd_dnnl_gemm_impl();
-    default: return (qd_kernel_impl){"dnnl", NULL, NULL, NULL};
+    default: return (qd_kernel_impl){"dnnl", NULL, NULL, NULL, NULL};
     }
 }

@@ -30,7 +30,13 @@ qd_status qd_dnnl_get(qd_graph *g, const qd_node *n, dnnl_engine_t *engine, dnnl
 /* Every kernel state starts with this (qd_dnnl_state_impl reads it). */
 typedef struct qd_dnnl_state_head {
     const char *impl; /* oneDNN implementation name, owned by the primitive */
+    /* The input the primitive accumulates into dst (a `sum` post-op):
+     * the output may share its buffer. -1: none. */
+    int in_place_input;
 } qd_dnnl_state_head;
+
+/* qd_kernel_impl.in_place_ok for every oneDNN state. */
+int qd_dnnl_in_place_ok(const void *state, int input);
 
 qd_dnnl_conv_policy qd_dnnl_conv_policy_get(void);
 

@@ -219,6 +219,7 @@ static qd_status matmul_prepare(const qd_kernel_args *a, void **state)
     po = NULL;
     if (st != QD_OK)
         goto fail;
+    s->head.in_place_input = s->chain.sum_input;
     *state = s;
     return QD_OK;
 fail:
@@ -377,6 +378,7 @@ static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
     if (st != QD_OK)
         goto fail;
     qd_free(scaled);
+    s->head.in_place_input = s->chain.sum_input;
     *state = s;
     return QD_OK;
 fail:
@@ -534,10 +536,10 @@ int qd_dnnl_gemm_supports(const qd_node *n)
 
 qd_kernel_impl qd_dnnl_matmul_impl(void)
 {
-    return (qd_kernel_impl){"dnnl", matmul_run, matmul_prepare, mm_release};
+    return (qd_kernel_impl){"dnnl", matmul_run, matmul_prepare, mm_release, qd_dnnl_in_place_ok};
 }
 
 qd_kernel_impl qd_dnnl_gemm_impl(void)
 {
-    return (qd_kernel_impl){"dnnl", gemm_run, gemm_prepare, mm_release};
+    return (qd_kernel_impl){"dnnl", gemm_run, gemm_prepare, mm_release, qd_dnnl_in_place_ok};
 }

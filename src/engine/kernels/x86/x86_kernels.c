@@ -178,5 +178,5 @@ qd_kernel_impl qd_x86_impl(const qd_node *n)
 {
     int (*supports)(const qd_node *);
     qd_kernel_fn fn = n ? kernel_for(n, &supports) : NULL;
-    return (qd_kernel_impl){"x86", fn, NULL, NULL};
+    return (qd_kernel_impl){"x86", fn, NULL, NULL, NULL};
 }
