@@ -25,14 +25,18 @@ build: deps $(BUILD)/CMakeCache.txt
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
-# Until the quantizer lands, the main job is inspecting a real model:
-# torchvision resnet50 (random weights) exported with Debian's python3-torch.
+# Until the quantizer lands, the main job is inspecting and running a real
+# model: torchvision resnet50 (random weights) exported with Debian's
+# python3-torch, then timed on the engine with its per-op profile.
 demo: build
 	@mkdir -p $(DEMO_OUT)
 	/usr/bin/python3 tools/fixtures/export_torchvision.py --out .cache/torchvision resnet50
-	$(BUILD)/qdeploy inspect .cache/torchvision/resnet50.onnx | tee $(DEMO_OUT)/resnet50.inspect.txt
+	$(BUILD)/qdeploy inspect .cache/torchvision/resnet50.onnx > $(DEMO_OUT)/resnet50.inspect.txt
+	@cat $(DEMO_OUT)/resnet50.inspect.txt
 	$(BUILD)/qdeploy inspect --json .cache/torchvision/resnet50.onnx > $(DEMO_OUT)/resnet50.inspect.json
-	@echo "demo: wrote $(DEMO_OUT)/resnet50.inspect.txt and .json"
+	$(BUILD)/qdeploy bench .cache/torchvision/resnet50.onnx --iters 20 > $(DEMO_OUT)/resnet50.bench.txt
+	@cat $(DEMO_OUT)/resnet50.bench.txt
+	@echo "demo: wrote $(DEMO_OUT)/resnet50.inspect.txt, .inspect.json and .bench.txt"
 
 install: build
 	cmake --install $(BUILD)
