@@ -629,29 +629,18 @@ static qd_status conv_run(const qd_kernel_args *a)
 
 /* ---- selection ---- */
 
-static int value_ok(const qd_value *v, int rank_min, int rank_max)
-{
-    if (!v || v->dtype != QD_DT_FLOAT || !qd_value_shape_known(v) || v->rank < rank_min ||
-        v->rank > rank_max)
-        return 0;
-    for (int i = 0; i < v->rank; i++)
-        if (v->dims[i] <= 0)
-            return 0;
-    return 1;
-}
-
 int qd_dnnl_conv_supports(const qd_node *n)
 {
     if (n->n_inputs < 2 || n->n_inputs > 3 || n->n_outputs < 1)
         return 0;
     const qd_value *x = n->inputs[0], *w = n->inputs[1], *y = n->outputs[0];
     const qd_value *b = n->n_inputs > 2 ? n->inputs[2] : NULL;
-    if (!value_ok(x, 3, 2 + SPATIAL_MAX) || !value_ok(w, 3, 2 + SPATIAL_MAX) ||
-        !value_ok(y, 3, 2 + SPATIAL_MAX) || x->rank != w->rank || x->rank != y->rank)
+    if (!qd_dnnl_value_ok(x, 3, 2 + SPATIAL_MAX) || !qd_dnnl_value_ok(w, 3, 2 + SPATIAL_MAX) ||
+        !qd_dnnl_value_ok(y, 3, 2 + SPATIAL_MAX) || x->rank != w->rank || x->rank != y->rank)
         return 0;
     if (!w->konst || w->konst->dtype != QD_DT_FLOAT || !w->konst->data)
         return 0;
-    if (b && (!value_ok(b, 1, 1) || b->dims[0] != w->dims[0]))
+    if (b && (!qd_dnnl_value_ok(b, 1, 1) || b->dims[0] != w->dims[0]))
         return 0;
     conv_geom gm;
     char err[200];

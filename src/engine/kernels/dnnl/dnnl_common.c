@@ -645,6 +645,17 @@ int qd_dnnl_fusable(const qd_node *anchor, const qd_node *next, const qd_value *
     return value_same_shape(other_operand, y) || per_channel(anchor, y, other_operand);
 }
 
+int qd_dnnl_value_ok(const qd_value *v, int rank_min, int rank_max)
+{
+    if (!v || v->dtype != QD_DT_FLOAT || !qd_value_shape_known(v) || v->rank < rank_min ||
+        v->rank > rank_max)
+        return 0;
+    for (int i = 0; i < v->rank; i++)
+        if (v->dims[i] <= 0)
+            return 0;
+    return 1;
+}
+
 int qd_dnnl_in_place_ok(const void *state, int input)
 {
     const qd_dnnl_state_head *h = state;

@@ -35,6 +35,10 @@ typedef struct qd_dnnl_state_head {
     int in_place_input;
 } qd_dnnl_state_head;
 
+/* 1 when v is float32 with a static shape of rank_min..rank_max and no
+ * zero dims: what the oneDNN kernels take. */
+int qd_dnnl_value_ok(const qd_value *v, int rank_min, int rank_max);
+
 /* qd_kernel_impl.in_place_ok for every oneDNN state. */
 int qd_dnnl_in_place_ok(const void *state, int input);
 

@@ -481,24 +481,13 @@ static qd_status gemm_run(const qd_kernel_args *a)
 
 /* ---- selection ---- */
 
-static int value_ok(const qd_value *v, int rank_min, int rank_max)
-{
-    if (!v || v->dtype != QD_DT_FLOAT || !qd_value_shape_known(v) || v->rank < rank_min ||
-        v->rank > rank_max)
-        return 0;
-    for (int i = 0; i < v->rank; i++)
-        if (v->dims[i] <= 0)
-            return 0;
-    return 1;
-}
-
 int qd_dnnl_matmul_supports(const qd_node *n)
 {
     if (n->n_inputs != 2 || n->n_outputs < 1)
         return 0;
     const qd_value *A = n->inputs[0], *B = n->inputs[1], *Y = n->outputs[0];
-    if (!value_ok(A, 1, DNNL_MAX_NDIMS) || !value_ok(B, 1, DNNL_MAX_NDIMS) ||
-        !value_ok(Y, 0, DNNL_MAX_NDIMS))
+    if (!qd_dnnl_value_ok(A, 1, DNNL_MAX_NDIMS) || !qd_dnnl_value_ok(B, 1, DNNL_MAX_NDIMS) ||
+        !qd_dnnl_value_ok(Y, 0, DNNL_MAX_NDIMS))
         return 0;
     int64_t ka = A->dims[A->rank - 1], kb = B->rank == 1 ? B->dims[0] : B->dims[B->rank - 2];
     if (ka != kb)
@@ -521,15 +510,15 @@ int qd_dnnl_gemm_supports(const qd_node *n)
     const qd_value *C = n->n_inputs > 2 ? n->inputs[2] : NULL;
     int64_t ta, tb;
     float alpha, beta;
-    if (gemm_attrs(n, &ta, &tb, &alpha, &beta) != 0 || !value_ok(A, 2, 2) || !value_ok(B, 2, 2) ||
-        !value_ok(Y, 2, 2))
+    if (gemm_attrs(n, &ta, &tb, &alpha, &beta) != 0 || !qd_dnnl_value_ok(A, 2, 2) || !qd_dnnl_value_ok(B, 2, 2) ||
+        !qd_dnnl_value_ok(Y, 2, 2))
         return 0;
     int64_t m = ta ? A->dims[1] : A->dims[0], k = ta ? A->dims[0] : A->dims[1];
     int64_t kb = tb ? B->dims[1] : B->dims[0], nn = tb ? B->dims[0] : B->dims[1];
     int64_t c2[2];
     if (k != kb || Y->dims[0] != m || Y->dims[1] != nn)
         return 0;
-    if (C && (!value_ok(C, 0, 2) || c_shape(C->rank, C->dims, m, nn, c2) != 0))
+    if (C && (!qd_dnnl_value_ok(C, 0, 2) || c_shape(C->rank, C->dims, m, nn, c2) != 0))
         return 0;
     return 1;
 }
