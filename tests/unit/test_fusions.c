@@ -484,11 +484,16 @@ typedef struct expected {
 
 static void check_model(const char *model, const expected *want, size_t n_want, int fold_bn)
 {
-    /* QD_FIXTURES is <source>/tests/fixtures (set by CMake). */
+    /* QD_TORCHVISION_DIR: the e2e fixture's exports (set by CMake);
+     * otherwise the benchmark cache of a source tree. */
+    const char *dir = getenv("QD_TORCHVISION_DIR");
     const char *fixtures = getenv("QD_FIXTURES");
     char path[1024];
-    snprintf(path, sizeof path, "%s/../../.cache/torchvision/%s.onnx",
-             fixtures ? fixtures : "tests/fixtures", model);
+    if (dir)
+        snprintf(path, sizeof path, "%s/%s.onnx", dir, model);
+    else
+        snprintf(path, sizeof path, "%s/../../.cache/torchvision/%s.onnx",
+                 fixtures ? fixtures : "tests/fixtures", model);
     FILE *probe = fopen(path, "rb");
     if (!probe) {
         print_message("skipped: %s not found\n", path);
