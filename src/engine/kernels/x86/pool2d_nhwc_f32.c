@@ -61,6 +61,7 @@ static qd_status max_pool(const qd_kernel_args *a)
         int64_t b = r / oh, oy = r % oh;
         for (int64_t ox = 0; ox < ow; ox++) {
             float *out = dst + ((b * oh + oy) * ow + ox) * c;
+#pragma omp simd
             for (int64_t ch = 0; ch < c; ch++)
                 out[ch] = -FLT_MAX;
             for (int64_t ky = 0; ky < k[0]; ky++) {
@@ -72,6 +73,7 @@ static qd_status max_pool(const qd_kernel_args *a)
                     if (ix < 0 || ix >= iw)
                         continue;
                     const float *in = src + ((b * ih + iy) * iw + ix) * c;
+#pragma omp simd
                     for (int64_t ch = 0; ch < c; ch++)
                         out[ch] = in[ch] > out[ch] ? in[ch] : out[ch];
                 }
@@ -95,6 +97,7 @@ static qd_status global_average_pool(const qd_kernel_args *a)
             out[ch] = 0.0f;
         for (int64_t i = 0; i < hw; i++) {
             const float *in = src + (b * hw + i) * c;
+#pragma omp simd
             for (int64_t ch = 0; ch < c; ch++)
                 out[ch] += in[ch];
         }
