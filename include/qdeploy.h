@@ -107,6 +107,8 @@ typedef struct qd_engine_options {
     int reference;  /* 1: portable reference kernels only (no oneDNN, no SIMD) */
     int64_t batch;  /* value for symbolic input dims; 0 means 1 */
     int profile;    /* 1: time every step (qd_engine_profile) */
+    int unfused;    /* 1: no fused steps, so every value exists in memory and
+                       an observer sees it (calibration) */
 } qd_engine_options;
 
 /* Plans the graph for execution: binds symbolic dims, infers shapes, picks a
@@ -127,6 +129,7 @@ typedef struct qd_tensor_info {
     const int64_t *dims;
     void *data;             /* outputs: valid until the next run */
     size_t nbytes;
+    int channels_last;      /* 4-D data stored N,H,W,C (dims stay N,C,H,W) */
 } qd_tensor_info;
 
 /* Shape and type the engine expects (inputs) or produced (outputs). */
@@ -137,6 +140,13 @@ qd_status qd_engine_output_info(qd_engine *engine, int index, qd_tensor_info *in
 qd_status qd_engine_set_input(qd_engine *engine, const char *name, int dtype, int rank,
                               const int64_t *dims, const void *data);
 qd_status qd_engine_run(qd_engine *engine);
+
+/* Called during qd_engine_run with every value a step wrote (not constants
+ * or graph inputs), right after the step: the data is valid only during the
+ * call. For calibration: observers that need every value want the engine
+ * created with options.unfused. NULL removes the observer. */
+typedef void (*qd_value_observer)(void *user, const qd_tensor_info *value);
+void qd_engine_set_observer(qd_engine *engine, qd_value_observer fn, void *user);
 
 /* Per-step timing of the last runs when options.profile was set: writes a
  * table (op type totals, or per node when per_node) to out. */

@@ -74,6 +74,7 @@ static int is_view_op(const qd_node *n)
 }
 
 static void make_label(qd_step *s);
+static void observe_step(qd_engine *e, const qd_step *st);
 
 static int root_of(const qd_engine *e, int id)
 {
@@ -541,8 +542,11 @@ qd_status qd_engine_run(qd_engine *e)
         qd_status rc;
         if (st->dynamic && (rc = run_dynamic_shapes(e, st)) != QD_OK)
             return rc;
-        if (!st->impl.run)
+        if (!st->impl.run) {
+            if (e->observer)
+                observe_step(e, st); /* a view: the data is there */
             continue;
+        }
         step_io io;
         qd_kernel_args a;
         fill_args(e, st, &io, &a);
@@ -554,6 +558,8 @@ qd_status qd_engine_run(qd_engine *e)
         }
         if (rc != QD_OK)
             return from_graph(e, rc);
+        if (e->observer)
+            observe_step(e, st);
     }
     e->ran = 1;
     return QD_OK;
@@ -565,15 +571,43 @@ int qd_engine_output_count(const qd_engine *e)
     return e && e->graph ? (int)e->graph->n_outputs : 0;
 }
 
-static void fill_info(const qd_engine *e, const qd_value *v, qd_tensor_info *info)
+static void slot_info(const qd_slot *s, const char *name, qd_tensor_info *info)
 {
-    const qd_slot *s = &e->slots[v->id];
-    info->name = v->name;
+    info->name = name;
     info->dtype = (int)s->view.dtype;
     info->rank = s->view.rank;
     info->dims = s->view.dims;
     info->data = s->view.data;
     info->nbytes = s->view.nbytes;
+    info->channels_last = s->view.layout == QD_LAYOUT_NHWC;
+}
+
+static void fill_info(const qd_engine *e, const qd_value *v, qd_tensor_info *info)
+{
+    slot_info(&e->slots[v->id], v->name, info);
+}
+
+void qd_engine_set_observer(qd_engine *e, qd_value_observer fn, void *user)
+{
+    if (!e)
+        return;
+    e->observer = fn;
+    e->observer_user = user;
+}
+
+/* Shows the observer what a step wrote (graph values only). */
+static void observe_step(qd_engine *e, const qd_step *st)
+{
+    for (int o = 0; o < st->n_outputs; o++) {
+        if (st->out_slot[o] < 0)
+            continue;
+        const qd_slot *s = &e->slots[st->out_slot[o]];
+        if (!s->value || s->kind == QD_SLOT_CONST)
+            continue;
+        qd_tensor_info info;
+        slot_info(s, s->value->name, &info);
+        e->observer(e->observer_user, &info);
+    }
 }
 
 qd_status qd_engine_input_info(qd_engine *e, int index, qd_tensor_info *info)

@@ -83,6 +83,8 @@ struct qd_engine {
     void **dynamic_buffers; /* freed after each run */
     size_t n_dynamic, dynamic_cap;
     int ran;
+    qd_value_observer observer;
+    void *observer_user;
 };
 
 /* Picks the best kernel for a node: a fast one unless opt.reference, else

@@ -33,7 +33,7 @@ static qd_node *sole_consumer(const qd_value *v)
 
 void qd_engine_fuse_step(const qd_engine *e, qd_step *step, unsigned char *taken)
 {
-    if (e->opt.reference || !step->impl.prepare || step->node->n_outputs < 1)
+    if (e->opt.reference || e->opt.unfused || !step->impl.prepare || step->node->n_outputs < 1)
         return;
     qd_value *carried = step->node->outputs[0];
     while (step->n_fused < QD_MAX_FUSED) {

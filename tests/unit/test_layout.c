@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -306,6 +307,57 @@ static void test_space_to_depth_stem(void **state)
     }
 }
 
+/* The observer sees every value of the layout graph, unfused, with the
+ * same data (as a set: layout aside) as the reference path computes. */
+typedef struct seen {
+    int count;
+    double sum_abs[64];
+    char names[64][64];
+} seen;
+
+static void observe(void *user, const qd_tensor_info *v)
+{
+    seen *s = user;
+    if (s->count >= 64 || v->dtype != QD_FLOAT32)
+        return;
+    double sum = 0;
+    for (size_t i = 0; i < v->nbytes / 4; i++)
+        sum += fabs(((const float *)v->data)[i]);
+    snprintf(s->names[s->count], sizeof s->names[0], "%s", v->name);
+    s->sum_abs[s->count++] = sum;
+}
+
+static void test_observer_sees_every_value(void **state)
+{
+    (void)state;
+    seen got[2];
+    memset(got, 0, sizeof got);
+    for (int reference = 0; reference < 2; reference++) {
+        qd_graph *g = layout_graph();
+        qd_engine_options opt = {.threads = 2, .reference = reference, .unfused = 1};
+        qd_engine *e = NULL;
+        assert_int_equal(qd_engine_create(g, &opt, &e), QD_OK);
+        qd_engine_set_observer(e, observe, &got[reference]);
+        float x[3 * 20 * 20];
+        g_seed = 3;
+        for (int i = 0; i < 3 * 20 * 20; i++)
+            x[i] = frand();
+        assert_int_equal(qd_engine_set_input(e, "x", QD_FLOAT32, 4, (int64_t[]){1, 3, 20, 20}, x),
+                         QD_OK);
+        assert_int_equal(qd_engine_run(e), QD_OK);
+        /* Every node output of the graph was observed once. */
+        assert_int_equal(got[reference].count, (int)g->n_nodes);
+        qd_engine_delete(e);
+        qd_graph_delete(g);
+    }
+    for (int i = 0; i < got[0].count; i++) {
+        assert_string_equal(got[0].names[i], got[1].names[i]);
+        double a = got[0].sum_abs[i], b = got[1].sum_abs[i];
+        if (fabs(a - b) > 1e-3 * (1 + fabs(b)))
+            fail_msg("%s: sum |x| %g vs %g", got[0].names[i], a, b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_nhwc_pools_match_reference),
         cmocka_unit_test(test_layout_plan_matches_reference),
         cmocka_unit_test(test_space_to_depth_stem),
+        cmocka_unit_test(test_observer_sees_every_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
