@@ -9,6 +9,7 @@
 int qd_cli_inspect(int argc, char **argv);
 int qd_cli_run(int argc, char **argv);
 int qd_cli_bench(int argc, char **argv);
+int qd_cli_quantize(int argc, char **argv);
 
 /* Prints "qdeploy: <message>" on stderr and returns 1. */
 int qd_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

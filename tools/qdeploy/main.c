@@ -15,6 +15,7 @@ static const verb VERBS[] = {
     {"inspect", qd_cli_inspect, "inputs, outputs, ops, parameters and MACs of a model"},
     {"run", qd_cli_run, "run a model on .npy inputs, write .npy outputs"},
     {"bench", qd_cli_bench, "latency of a model (median/min/max) and a per-op profile"},
+    {"quantize", qd_cli_quantize, "write a QDQ model calibrated on real data (pattern-aware)"},
 };
 
 int qd_cli_fail(const char *fmt, ...)
