@@ -15,6 +15,7 @@ all: build
 
 deps:
 	@sh scripts/install-deps.sh
+	@[ -d node_modules/onnxruntime-node ] || npm ci --ignore-scripts --no-audit --no-fund
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX)

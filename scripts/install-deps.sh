@@ -16,6 +16,12 @@ clang libclang-rt-14-dev
 valgrind
 "
 
+# Node.js and npm run the test peer (onnxruntime-node from npm); machines
+# that ship their own Node.js keep it.
+if ! command -v npm > /dev/null 2>&1; then
+    PACKAGES="$PACKAGES nodejs npm"
+fi
+
 missing=""
 for p in $PACKAGES; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -35,6 +35,25 @@ PY
 "$QDEPLOY" run "$WORK/sc.qdq.onnx" --input "$WORK/x.npy" --output "$WORK/y.npy" > /dev/null 2>&1 ||
     fail "the QDQ model does not run on the engine"
 
+# onnxruntime (npm onnxruntime-node, the test peer) runs the QDQ model as
+# written; on a held-out input its output agrees with the engine's.
+ORT_RUN="$(dirname "$0")/ort_run.js"
+"$PYTHON" -c "import numpy as np; np.save('$WORK/held.npy', np.random.default_rng(9).standard_normal((1, 3, 16, 16)).astype(np.float32))"
+if node "$ORT_RUN" "$WORK/sc.qdq.onnx" "$WORK/held.npy" "$WORK/y_ort.npy" 2> "$WORK/ort_err" &&
+   "$QDEPLOY" run "$WORK/sc.qdq.onnx" --input "$WORK/held.npy" --output "$WORK/y_qd.npy" > /dev/null; then
+    "$PYTHON" - "$WORK" <<'PY' || fails=$((fails + 1))
+import sys, numpy as np
+w = sys.argv[1]
+a, b = np.load(f"{w}/y_qd.npy"), np.load(f"{w}/y_ort.npy")
+err = float(np.abs(a - b).max())
+assert a.shape == b.shape and err <= 1e-4 * max(1.0, float(np.abs(b).max())), f"max |diff| {err}"
+assert a.argmax() == b.argmax()
+print(f"ok   small_conv QDQ: engine vs onnxruntime max |diff| {err:.2g}, same top-1")
+PY
+else
+    fail "onnxruntime or the engine could not run the QDQ model: $(cat "$WORK/ort_err")"
+fi
+
 for p in mixed uniform; do
     "$QDEPLOY" quantize "$TV/convnext_tiny.onnx" -o "$WORK/cn_$p.onnx" --calib "$WORK/x.npy" \
         --calib-batches 1 --batch-size 1 --policy $p > "$WORK/out_$p" 2>&1 ||
@@ -58,6 +77,24 @@ assert mixed == 0, f"mixed put QDQ on {mixed} depthwise convs"
 assert uniform == 18, f"uniform put QDQ on {uniform} of 18 depthwise convs"
 print("ok   convnext_tiny: depthwise convs with QDQ: mixed 0, uniform 18")
 PY
+
+# The mixed ConvNeXt QDQ model on a held-out input: onnxruntime and the
+# engine agree within the rounding of requantization, with the same top-1.
+"$PYTHON" -c "import numpy as np; np.save('$WORK/held224.npy', np.random.default_rng(9).standard_normal((1, 3, 224, 224)).astype(np.float32))"
+if node "$ORT_RUN" "$WORK/cn_mixed.onnx" "$WORK/held224.npy" "$WORK/cy_ort.npy" 2> "$WORK/ort_err" &&
+   "$QDEPLOY" run "$WORK/cn_mixed.onnx" --input "$WORK/held224.npy" --output "$WORK/cy_qd.npy" > /dev/null; then
+    "$PYTHON" - "$WORK" <<'PY' || fails=$((fails + 1))
+import sys, numpy as np
+w = sys.argv[1]
+a, b = np.load(f"{w}/cy_qd.npy"), np.load(f"{w}/cy_ort.npy")
+err, scale = float(np.abs(a - b).max()), float(np.abs(b).max())
+assert err <= 0.10 * scale, f"max |diff| {err} against a logit scale of {scale}"
+assert a.argmax() == b.argmax(), (a.argmax(), b.argmax())
+print(f"ok   convnext_tiny mixed QDQ: engine vs onnxruntime max |diff| {err:.3g} (scale {scale:.3g}), same top-1")
+PY
+else
+    fail "onnxruntime or the engine could not run the ConvNeXt QDQ model: $(cat "$WORK/ort_err")"
+fi
 
 # Bad input: one line naming the problem, non-zero status, no output file.
 expect_fail() {
