@@ -96,6 +96,25 @@ else
     fail "onnxruntime or the engine could not run the ConvNeXt QDQ model: $(cat "$WORK/ort_err")"
 fi
 
+# User rules and the plan file: --exclude keeps matching nodes float,
+# --include quantizes a Linear the mixed policy kept in high precision.
+"$QDEPLOY" quantize "$TV/convnext_tiny.onnx" -o "$WORK/cn_rules.onnx" --calib "$WORK/x.npy" \
+    --calib-batches 1 --batch-size 1 --exclude 'Gemm|features\.5' \
+    --include 'features\.1\.0/block/block\.3' --dump-plan "$WORK/plan.json" > "$WORK/out_rules" 2>&1 ||
+    fail "quantize with --include/--exclude: $(tail -1 "$WORK/out_rules")"
+"$PYTHON" - "$WORK" <<'PY' || fails=$((fails + 1))
+import json, sys, onnx
+w = sys.argv[1]
+plan = json.load(open(f"{w}/plan.json"))
+pts = plan["points"]
+assert not any("features.5" in p["node"] or p["op"] == "Gemm" for p in pts), "--exclude ignored"
+inc = [p for p in pts if p["module"] == "--include"]
+assert [p["kind"] for p in inc] == ["activation", "weight"], inc
+assert all(p["scale"] > 0 for p in pts if p["kind"] == "activation")
+onnx.checker.check_model(onnx.load(f"{w}/cn_rules.onnx"))
+print(f"ok   --include/--exclude/--dump-plan: {len(pts)} points, the included Linear quantized")
+PY
+
 # Bad input: one line naming the problem, non-zero status, no output file.
 expect_fail() {
     name=$1; pat=$2; shift 2
@@ -110,6 +129,7 @@ expect_fail() {
 expect_fail same_path "output path is the input" "$BAD/small_conv.onnx" -o "$BAD/small_conv.onnx" --calib "$FMNIST"
 expect_fail missing_calib "nothere" "$BAD/small_conv.onnx" -o "$WORK/bad.onnx" --calib "$WORK/nothere.npy"
 expect_fail bad_model "truncated.onnx" "$BAD/truncated.onnx" -o "$WORK/bad.onnx" --calib "$FMNIST"
+expect_fail bad_regex "regular expression" "$BAD/small_conv.onnx" -o "$WORK/bad.onnx" --calib "$FMNIST" --exclude '('
 expect_fail bad_policy "policy" "$BAD/small_conv.onnx" -o "$WORK/bad.onnx" --calib "$FMNIST" --policy fancy
 "$PYTHON" -c "import numpy as np; np.save('$WORK/empty.npy', np.zeros((0, 3, 16, 16), np.float32))"
 expect_fail empty_calib "empty" "$BAD/small_conv.onnx" -o "$WORK/bad.onnx" --calib "$WORK/empty.npy"
