@@ -616,15 +616,8 @@ fail:
 
 static qd_status conv_run(const qd_kernel_args *a)
 {
-    if (a->state)
-        return conv_execute(a, a->state);
-    /* Not prepared (shapes known only at run time): build, run, drop. */
-    void *s = NULL;
-    qd_status st = conv_prepare(a, &s);
-    if (st == QD_OK)
-        st = conv_execute(a, s);
-    conv_release(s);
-    return st;
+    return a->state ? conv_execute(a, a->state)
+                    : qd_dnnl_run_unprepared(a, conv_prepare, conv_release);
 }
 
 /* ---- selection ---- */

@@ -656,6 +656,21 @@ int qd_dnnl_value_ok(const qd_value *v, int rank_min, int rank_max)
     return 1;
 }
 
+qd_status qd_dnnl_run_unprepared(const qd_kernel_args *a,
+                                 qd_status (*prepare)(const qd_kernel_args *, void **),
+                                 void (*release)(void *))
+{
+    void *state = NULL;
+    qd_status st = prepare(a, &state);
+    if (st == QD_OK) {
+        qd_kernel_args with_state = *a;
+        with_state.state = state;
+        st = qd_dnnl_impl(a->node).run(&with_state);
+    }
+    release(state);
+    return st;
+}
+
 int qd_dnnl_in_place_ok(const void *state, int input)
 {
     const qd_dnnl_state_head *h = state;

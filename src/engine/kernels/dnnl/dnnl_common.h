@@ -39,6 +39,13 @@ typedef struct qd_dnnl_state_head {
  * zero dims: what the oneDNN kernels take. */
 int qd_dnnl_value_ok(const qd_value *v, int rank_min, int rank_max);
 
+/* A step run without a prepared state: prepare, run with that state (the
+ * impl's run, called again with a->state set), release. Slow: for callers
+ * that skip prepare. */
+qd_status qd_dnnl_run_unprepared(const qd_kernel_args *a,
+                                 qd_status (*prepare)(const qd_kernel_args *, void **),
+                                 void (*release)(void *));
+
 /* qd_kernel_impl.in_place_ok for every oneDNN state. */
 int qd_dnnl_in_place_ok(const void *state, int input);
 

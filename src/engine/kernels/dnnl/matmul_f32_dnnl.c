@@ -457,26 +457,12 @@ fail:
 
 static qd_status matmul_run(const qd_kernel_args *a)
 {
-    if (a->state)
-        return mm_execute(a, a->state);
-    void *s = NULL;
-    qd_status st = matmul_prepare(a, &s);
-    if (st == QD_OK)
-        st = mm_execute(a, s);
-    mm_release(s);
-    return st;
+    return a->state ? mm_execute(a, a->state) : qd_dnnl_run_unprepared(a, matmul_prepare, mm_release);
 }
 
 static qd_status gemm_run(const qd_kernel_args *a)
 {
-    if (a->state)
-        return mm_execute(a, a->state);
-    void *s = NULL;
-    qd_status st = gemm_prepare(a, &s);
-    if (st == QD_OK)
-        st = mm_execute(a, s);
-    mm_release(s);
-    return st;
+    return a->state ? mm_execute(a, a->state) : qd_dnnl_run_unprepared(a, gemm_prepare, mm_release);
 }
 
 /* ---- selection ---- */
