@@ -254,6 +254,32 @@ qd_status qd_ref_transpose(const qd_kernel_args *a)
 
 /* ---- Concat, Split ---- */
 
+/* The parts of a Concat (inputs) or Split (outputs) against the whole: one
+ * dtype and rank, equal dims off the axis, sizes along it summing up. */
+static qd_status check_parts(const qd_kernel_args *a, const qd_tensor *whole,
+                             const qd_tensor *const *parts, int n_parts, int axis,
+                             const char *part_word, const char *whole_word)
+{
+    int64_t total = 0;
+    for (int i = 0; i < n_parts; i++) {
+        const qd_tensor *p = parts[i];
+        if (p->dtype != whole->dtype || p->rank != whole->rank)
+            return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR, "%s %d dtype or rank differs from the %s's",
+                               part_word, i, whole_word);
+        for (int d = 0; d < whole->rank; d++)
+            if (d != axis && p->dims[d] != whole->dims[d])
+                return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR, "%s %d dim %d is %lld, %s's %lld",
+                                   part_word, i, d, (long long)p->dims[d], whole_word,
+                                   (long long)whole->dims[d]);
+        total += p->dims[axis];
+    }
+    if (total != whole->dims[axis])
+        return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR, "%ss sum to %lld along axis %d, %s has %lld",
+                           part_word, (long long)total, axis, whole_word,
+                           (long long)whole->dims[axis]);
+    return QD_OK;
+}
+
 qd_status qd_ref_concat(const qd_kernel_args *a)
 {
     QD_REF_NO_FUSION(a);
@@ -270,25 +296,11 @@ qd_status qd_ref_concat(const qd_kernel_args *a)
         return st;
     if (a->n_inputs < 1)
         return qd_ref_fail(a, QD_STATUS_INVALID_MODEL, "no inputs");
-    int64_t total = 0;
-    for (int i = 0; i < a->n_inputs; i++) {
+    for (int i = 0; i < a->n_inputs; i++)
         if ((st = need_in(a, i)) != QD_OK)
             return st;
-        const qd_tensor *x = a->inputs[i];
-        if (x->dtype != y->dtype || x->rank != y->rank)
-            return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR,
-                               "input %d dtype or rank differs from the output's", i);
-        for (int d = 0; d < y->rank; d++)
-            if (d != axis && x->dims[d] != y->dims[d])
-                return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR,
-                                   "input %d dim %d is %lld, output's %lld", i, d,
-                                   (long long)x->dims[d], (long long)y->dims[d]);
-        total += x->dims[axis];
-    }
-    if (total != y->dims[axis])
-        return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR,
-                           "inputs sum to %lld along axis %d, output has %lld", (long long)total,
-                           axis, (long long)y->dims[axis]);
+    if ((st = check_parts(a, y, a->inputs, a->n_inputs, axis, "input", "output")) != QD_OK)
+        return st;
     const size_t es = qd_dtype_size(y->dtype);
     int64_t outer = qd_numel(axis, y->dims);
     int64_t inner = qd_numel(y->rank - axis - 1, y->dims + axis + 1);
@@ -324,25 +336,12 @@ qd_status qd_ref_split(const qd_kernel_args *a)
         return st;
     if (a->n_outputs < 1)
         return qd_ref_fail(a, QD_STATUS_INVALID_MODEL, "no outputs");
-    int64_t total = 0;
-    for (int i = 0; i < a->n_outputs; i++) {
+    for (int i = 0; i < a->n_outputs; i++)
         if ((st = need_out(a, i)) != QD_OK)
             return st;
-        const qd_tensor *y = a->outputs[i];
-        if (y->dtype != x->dtype || y->rank != x->rank)
-            return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR,
-                               "output %d dtype or rank differs from the input's", i);
-        for (int d = 0; d < x->rank; d++)
-            if (d != axis && x->dims[d] != y->dims[d])
-                return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR,
-                                   "output %d dim %d is %lld, input's %lld", i, d,
-                                   (long long)y->dims[d], (long long)x->dims[d]);
-        total += y->dims[axis];
-    }
-    if (total != x->dims[axis])
-        return qd_ref_fail(a, QD_STATUS_SHAPE_ERROR,
-                           "outputs sum to %lld along axis %d, input has %lld", (long long)total,
-                           axis, (long long)x->dims[axis]);
+    if ((st = check_parts(a, x, (const qd_tensor *const *)a->outputs, a->n_outputs, axis,
+                          "output", "input")) != QD_OK)
+        return st;
     /* An explicit 'split' (input 1, or attribute before opset 13) must
      * agree with the outputs. */
     int64_t parts[64];
