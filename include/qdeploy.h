@@ -154,6 +154,24 @@ qd_status qd_engine_profile(qd_engine *engine, FILE *out, int per_node);
 /* Forgets the timings so far (e.g. after warm-up runs). */
 void qd_engine_profile_reset(qd_engine *engine);
 
+/* One timed step of the profile: the anchor node (NULL name for the engine's
+ * own layout conversions), what it ran ("Conv+Relu") and with which kernel,
+ * and its mean time per run. fused_nodes lists the other graph nodes the step
+ * ran, n_fused of them. */
+typedef struct qd_profile_entry {
+    const char *node;      /* anchor node name; NULL: a layout conversion */
+    const char *op;        /* "Conv+Add+Relu", "Reorder(layout)" */
+    const char *kernel;    /* "dnnl", "x86", "ref", ... */
+    double ms_per_run;
+    const char *const *fused_nodes;
+    int n_fused;
+} qd_profile_entry;
+
+/* Number of timed steps (0 without options.profile), and entry i of them in
+ * execution order. Strings stay valid while the engine lives. */
+int qd_engine_profile_count(const qd_engine *engine);
+qd_status qd_engine_profile_entry(const qd_engine *engine, int index, qd_profile_entry *entry);
+
 #ifdef __cplusplus
 }
 #endif

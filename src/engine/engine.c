@@ -679,6 +679,47 @@ static void make_label(qd_step *s)
     for (int f = 0; f < s->n_fused && off > 0 && off < (int)sizeof s->label; f++)
         off += snprintf(s->label + off, sizeof s->label - (size_t)off, "+%s",
                         s->fused[f]->op_type);
+    for (int f = 0; f < s->n_fused; f++)
+        s->fused_names[f] = s->fused[f]->name;
+}
+
+static int64_t profiled_runs(const qd_engine *e)
+{
+    int64_t runs = 0;
+    for (size_t k = 0; k < e->n_steps; k++)
+        if (e->steps[k].calls > runs)
+            runs = e->steps[k].calls;
+    return runs ? runs : 1;
+}
+
+int qd_engine_profile_count(const qd_engine *e)
+{
+    if (!e || !e->opt.profile)
+        return 0;
+    int n = 0;
+    for (size_t k = 0; k < e->n_steps; k++)
+        n += e->steps[k].impl.run != NULL;
+    return n;
+}
+
+qd_status qd_engine_profile_entry(const qd_engine *e, int index, qd_profile_entry *entry)
+{
+    if (!e || !entry || !e->opt.profile || index < 0)
+        return QD_STATUS_INVALID_ARGUMENT;
+    int64_t runs = profiled_runs(e);
+    for (size_t k = 0; k < e->n_steps; k++) {
+        const qd_step *s = &e->steps[k];
+        if (!s->impl.run || index-- > 0)
+            continue;
+        entry->node = s->node ? s->node->name : NULL;
+        entry->op = s->label;
+        entry->kernel = s->impl.name;
+        entry->ms_per_run = s->total_ms / (double)runs;
+        entry->fused_nodes = s->fused_names;
+        entry->n_fused = s->n_fused;
+        return QD_OK;
+    }
+    return QD_STATUS_INVALID_ARGUMENT;
 }
 
 typedef struct op_time {
@@ -698,12 +739,7 @@ qd_status qd_engine_profile(qd_engine *e, FILE *out, int per_node)
     double total = 0;
     for (size_t k = 0; k < e->n_steps; k++)
         total += e->steps[k].total_ms;
-    int64_t runs = 0;
-    for (size_t k = 0; k < e->n_steps; k++)
-        if (e->steps[k].calls > runs)
-            runs = e->steps[k].calls;
-    if (runs == 0)
-        runs = 1;
+    int64_t runs = profiled_runs(e);
     if (per_node) {
         fprintf(out, "%-48s %-22s %-6s %10s %7s\n", "node", "op", "kernel", "ms/run", "share");
         for (size_t k = 0; k < e->n_steps; k++) {

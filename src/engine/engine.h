@@ -66,6 +66,7 @@ typedef struct qd_step {
     void *state;
     int dynamic; /* output shapes computed at run time */
     char label[96]; /* "Conv+Add+Relu", for the profile */
+    const char *fused_names[QD_MAX_FUSED]; /* the fused nodes' names, for the profile */
     double total_ms;
     int64_t calls;
 } qd_step;
