@@ -9,6 +9,7 @@ libprotobuf-c-dev protobuf-c-compiler
 libonnx-dev libonnx-testdata
 libdnnl-dev
 libjpeg62-turbo-dev libpng-dev zlib1g-dev
+libjson-c-dev
 dataset-fashion-mnist
 python3 python3-torch python3-torchvision python3-onnx python3-numpy
 libcmocka-dev

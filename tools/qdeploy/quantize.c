@@ -1,25 +1,19 @@
 /* qdeploy quantize MODEL -o OUT.onnx --calib DATA [options]
  *
- * load -> infer shapes -> simplify (BN folding) -> match the fusion table
- * -> place QDQ points for the target -> calibrate on DATA with the engine
- * -> insert Quantize/DequantizeLinear -> save (atomically). */
-#include <regex.h>
+ * load -> qd_quantize_graph (infer shapes, simplify, conversions, fusions,
+ * placement or --plan, --include/--exclude, calibration, QDQ insertion)
+ * -> save (atomically) -> reports. Also the small helpers the verbs share
+ * (cli.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "base/alloc.h"
 #include "cli.h"
-#include "data/dataset.h"
 #include "ir/graph.h"
-#include "passes/pattern.h"
-#include "quant/calibrate.h"
-#include "quant/placement.h"
-#include "quant/qdq_insert.h"
 #include "quant/observer.h"
-#include "report/json.h"
+#include "quant/quantize.h"
 
 static void usage(FILE *out)
 {
@@ -40,182 +34,142 @@ static void usage(FILE *out)
             "  --threads T              engine threads (default all cores)\n"
             "  --exclude REGEX          keep nodes whose name or op type matches in float\n"
             "  --include REGEX          also quantize matching Conv/Gemm/MatMul nodes\n"
-            "  --dump-plan FILE.json    write the calibrated plan (every QDQ point, amax, scale)\n");
+            "  --plan FILE.json         the QDQ points from a plan file (as --dump-plan writes;\n"
+            "                           its amax/scale values are kept, calibration fills the\n"
+            "                           rest; --calib is optional when all are given)\n"
+            "  --dump-plan FILE.json    write the calibrated plan (every QDQ point, amax, scale)\n"
+            "  --json FILE              write the transformation report as JSON\n");
 }
 
-static int parse_floats(const char *s, float *out, int max)
+/* ---- helpers shared by the verbs (cli.h) ------------------------------------ */
+
+int qd_cli_parse_floats(const char *s, float *out, int max)
 {
     int n = 0;
-    while (*s && n < max) {
+    while (*s) {
+        if (n == max)
+            return -1;
         char *end;
         out[n++] = strtof(s, &end);
-        if (end == s)
+        if (end == s || (*end && *end != ','))
             return -1;
         s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return -1;
     }
     return n;
 }
 
-static int node_matches(const regex_t *re, const qd_node *n)
+int qd_cli_int(const char *s, int min, int *out)
 {
-    return regexec(re, n->name, 0, NULL, 0) == 0 || regexec(re, n->op_type, 0, NULL, 0) == 0;
-}
-
-/* --exclude drops plan points of matching nodes; --include adds input and
- * weight points for matching Conv/Gemm/MatMul nodes the plan left float.
- * Returns 0, or the exit status of an error already reported. */
-static int apply_user_rules(qd_graph *g, qd_qdq_plan *plan, const char *include,
-                            const char *exclude)
-{
-    regex_t inc, exc;
-    if (include && regcomp(&inc, include, REG_EXTENDED | REG_NOSUB) != 0)
-        return qd_cli_fail("--include: '%s' is not a regular expression", include);
-    if (exclude && regcomp(&exc, exclude, REG_EXTENDED | REG_NOSUB) != 0) {
-        if (include)
-            regfree(&inc);
-        return qd_cli_fail("--exclude: '%s' is not a regular expression", exclude);
-    }
-    int rc = 0;
-    if (include) {
-        for (size_t i = 0; i < g->n_nodes && rc == 0; i++) {
-            qd_node *n = g->nodes[i];
-            if ((n->op != QD_OP_CONV && n->op != QD_OP_GEMM && n->op != QD_OP_MATMUL) ||
-                !node_matches(&inc, n))
-                continue;
-            int has = 0;
-            for (size_t k = 0; k < plan->n; k++)
-                has |= plan->points[k].consumer == n;
-            if (has)
-                continue;
-            size_t need = plan->n + 2;
-            if (qd_grow((void **)&plan->points, &plan->cap, need, sizeof *plan->points) != 0) {
-                rc = qd_cli_fail("out of memory");
-                break;
-            }
-            plan->points[plan->n++] =
-                (qd_plan_point){n, 0, QD_PLAN_ACTIVATION, -1, "--include", "input", 0.0f};
-            int axis;
-            if (n->n_inputs > 1 && n->inputs[1] && n->inputs[1]->konst &&
-                qd_qdq_weight_axis(g, n, 1, &axis) == QD_OK)
-                plan->points[plan->n++] =
-                    (qd_plan_point){n, 1, QD_PLAN_WEIGHT, axis, "--include", "weight", 0.0f};
-        }
-    }
-    if (exclude && rc == 0) {
-        size_t w = 0;
-        for (size_t k = 0; k < plan->n; k++)
-            if (!node_matches(&exc, plan->points[k].consumer))
-                plan->points[w++] = plan->points[k];
-        plan->n = w;
-    }
-    if (include)
-        regfree(&inc);
-    if (exclude)
-        regfree(&exc);
-    return rc;
-}
-
-/* The calibrated plan as JSON: what goes where, and why. */
-static int write_plan(const char *path, const qd_qdq_plan *plan)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < min || v > 1000000000L)
         return -1;
-    qd_json j;
-    qd_json_init(&j, f, 1);
-    qd_json_begin_object(&j);
-    qd_json_key(&j, "points");
-    qd_json_begin_array(&j);
-    for (size_t i = 0; i < plan->n; i++) {
-        const qd_plan_point *p = &plan->points[i];
-        qd_json_begin_object(&j);
-        qd_json_key(&j, "node");
-        qd_json_string(&j, p->consumer->name);
-        qd_json_key(&j, "op");
-        qd_json_string(&j, p->consumer->op_type);
-        qd_json_key(&j, "input");
-        qd_json_int(&j, p->input);
-        qd_json_key(&j, "tensor");
-        qd_json_string(&j, p->consumer->inputs[p->input]->name);
-        qd_json_key(&j, "kind");
-        qd_json_string(&j, p->kind == QD_PLAN_WEIGHT ? "weight" : "activation");
-        qd_json_key(&j, "module");
-        qd_json_string(&j, p->module);
-        qd_json_key(&j, "why");
-        qd_json_string(&j, p->why);
-        if (p->kind == QD_PLAN_WEIGHT) {
-            qd_json_key(&j, "axis");
-            qd_json_int(&j, p->axis);
-        } else {
-            qd_json_key(&j, "amax");
-            qd_json_double(&j, p->amax);
-            qd_json_key(&j, "scale");
-            qd_json_double(&j, qd_observer_scale(p->amax));
-        }
-        qd_json_end_object(&j);
-    }
-    qd_json_end_array(&j);
-    qd_json_key(&j, "linear_kept_high_precision");
-    qd_json_int(&j, plan->linear_kept_high);
-    qd_json_end_object(&j);
-    int bad = ferror(f);
-    return (fclose(f) != 0 || bad) ? -1 : 0;
+    *out = (int)v;
+    return 0;
 }
 
-static int same_file(const char *a, const char *b)
+int qd_cli_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
+    if (!strcmp(a, b))
+        return 1;
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
            sa.st_ino == sb.st_ino;
 }
 
+int qd_cli_write_file(const char *path, qd_cli_writer write, const void *ctx)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return -1;
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    int bad = write(ctx, f) != 0;
+    bad |= ferror(f) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the verb ---------------------------------------------------------------- */
+
+typedef struct report_ctx {
+    const qd_quantize_result *r;
+    const char *model, *out;
+} report_ctx;
+
+static int write_plan(const void *ctx, FILE *f)
+{
+    const report_ctx *c = ctx;
+    return qd_quantize_plan_write(c->r, f) == QD_OK ? 0 : -1;
+}
+
+static int write_json(const void *ctx, FILE *f)
+{
+    const report_ctx *c = ctx;
+    qd_quantize_report_json(c->r, c->model, c->out, f);
+    return 0;
+}
+
 int qd_cli_quantize(int argc, char **argv)
 {
-    const char *model = NULL, *out = NULL, *calib = NULL, *target = "tensorrt", *policy = "mixed";
-    const char *method = NULL, *exclude = NULL, *include = NULL, *dump_plan = NULL;
-    qd_calibration_options copt;
-    qd_calibration_options_init(&copt);
-    qd_dataset_options dopt;
-    qd_dataset_options_init(&dopt);
+    const char *model = NULL, *out = NULL, *policy = "mixed", *method = NULL;
+    const char *dump_plan = NULL, *json = NULL;
+    qd_quantize_options qo;
+    qd_quantize_options_init(&qo);
     float stdv[QD_PREPROCESS_MAX_CHANNELS];
     int n_std = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int num = 0, min = strstr(a, "-size") && strcmp(a, "--batch-size") ? 0 : 1;
+        if (v && (!strcmp(a, "--calib-batches") || !strcmp(a, "--batch-size") ||
+                  !strcmp(a, "--threads") || !strcmp(a, "--resize-size") ||
+                  !strcmp(a, "--crop-size")) &&
+            qd_cli_int(v, min, &num) != 0)
+            return qd_cli_fail("%s takes a %s number, not '%s'", a,
+                               min ? "positive" : "non-negative", v);
         if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v)
             out = argv[++i];
         else if (!strcmp(a, "--calib") && v)
-            calib = argv[++i];
+            qo.calib_path = argv[++i];
         else if (!strcmp(a, "--target") && v)
-            target = argv[++i];
+            qo.target = argv[++i];
         else if (!strcmp(a, "--policy") && v)
             policy = argv[++i];
         else if (!strcmp(a, "--method") && v)
             method = argv[++i];
         else if (!strcmp(a, "--calib-batches") && v)
-            copt.batches = atoi(argv[++i]);
+            qo.calib.batches = num, i++;
         else if (!strcmp(a, "--batch-size") && v)
-            copt.batch_size = atoi(argv[++i]);
+            qo.calib.batch_size = num, i++;
         else if (!strcmp(a, "--threads") && v)
-            copt.threads = atoi(argv[++i]);
+            qo.calib.threads = num, i++;
         else if (!strcmp(a, "--resize-size") && v)
-            dopt.resize_size = atoi(argv[++i]);
+            qo.data.resize_size = num, i++;
         else if (!strcmp(a, "--crop-size") && v)
-            dopt.crop_size = atoi(argv[++i]);
+            qo.data.crop_size = num, i++;
         else if (!strcmp(a, "--skip-bad"))
-            dopt.skip_bad = 1;
+            qo.data.skip_bad = 1;
         else if (!strcmp(a, "--exclude") && v)
-            exclude = argv[++i];
+            qo.exclude = argv[++i];
         else if (!strcmp(a, "--include") && v)
-            include = argv[++i];
+            qo.include = argv[++i];
+        else if (!strcmp(a, "--plan") && v)
+            qo.plan_path = argv[++i];
         else if (!strcmp(a, "--dump-plan") && v)
             dump_plan = argv[++i];
+        else if (!strcmp(a, "--json") && v)
+            json = argv[++i];
         else if (!strcmp(a, "--mean") && v) {
-            if ((dopt.n_mean = parse_floats(argv[++i], dopt.mean, QD_PREPROCESS_MAX_CHANNELS)) < 1)
+            if ((qo.data.n_mean = qd_cli_parse_floats(argv[++i], qo.data.mean,
+                                                      QD_PREPROCESS_MAX_CHANNELS)) < 1)
                 return qd_cli_fail("--mean takes numbers separated by commas");
         } else if (!strcmp(a, "--std") && v) {
-            if ((n_std = parse_floats(argv[++i], stdv, QD_PREPROCESS_MAX_CHANNELS)) < 1)
+            if ((n_std = qd_cli_parse_floats(argv[++i], stdv, QD_PREPROCESS_MAX_CHANNELS)) < 1)
                 return qd_cli_fail("--std takes numbers separated by commas");
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -227,97 +181,63 @@ int qd_cli_quantize(int argc, char **argv)
             return 2;
         }
     }
-    if (!model || !out || !calib) {
+    if (!model || !out || (!qo.calib_path && !qo.plan_path)) {
         usage(stderr);
         return 2;
     }
-    if (n_std != dopt.n_mean)
+    if (n_std != qo.data.n_mean)
         return qd_cli_fail("--mean and --std need the same number of values");
-    memcpy(dopt.std, stdv, sizeof stdv);
-    if (copt.batches < 1 || copt.batch_size < 1)
-        return qd_cli_fail("--calib-batches and --batch-size take positive numbers");
-    if (strcmp(target, "tensorrt") != 0)
-        return qd_cli_fail("unknown target '%s' (known: tensorrt)", target);
-    int uniform = !strcmp(policy, "uniform");
-    if (!uniform && strcmp(policy, "mixed") != 0)
+    memcpy(qo.data.std, stdv, sizeof stdv);
+    if (qd_quantize_policy_parse(policy, &qo.policy) != 0)
         return qd_cli_fail("unknown policy '%s' (mixed or uniform)", policy);
-    if (!method)
-        method = uniform ? "max" : "entropy";
-    if (qd_observer_kind_parse(method, &copt.method) != 0)
-        return qd_cli_fail("unknown calibration method '%s' (entropy, max, percentile, mse)",
-                           method);
-    if (!strcmp(model, out) || same_file(model, out))
+    if (method) {
+        qd_observer_kind k;
+        if (qd_observer_kind_parse(method, &k) != 0)
+            return qd_cli_fail("unknown calibration method '%s' (entropy, max, percentile, mse)",
+                               method);
+        qo.method = (int)k;
+    }
+    if (qd_cli_same_file(model, out))
         return qd_cli_fail("%s: the output path is the input model", out);
-    copt.progress = isatty(STDERR_FILENO);
+    const char *reports[2] = {dump_plan, json};
+    for (int k = 0; k < 2; k++)
+        if (reports[k] && (qd_cli_same_file(reports[k], model) || qd_cli_same_file(reports[k], out)))
+            return qd_cli_fail("%s: a report would overwrite the model", reports[k]);
+    qo.calib.progress = isatty(STDERR_FILENO);
 
     qd_graph *g = NULL;
-    qd_dataset *ds = NULL;
-    qd_match_list matches = {0};
-    qd_qdq_plan plan = {0};
+    qd_quantize_result res = {0};
     qd_error err = {0};
+    report_ctx rc_ctx = {&res, model, out};
     int rc = 1;
     qd_status st = qd_graph_load(model, &g);
-    if (st == QD_OK && (st = qd_graph_infer_shapes(g)) == QD_OK &&
-        (st = qd_graph_simplify(g)) == QD_OK)
-        st = qd_match_patterns(g, uniform ? "uniform" : target, &matches);
     if (st != QD_OK) {
         rc = qd_cli_fail_model(model, g, st);
         goto done;
     }
-    if ((st = qd_plan_build(g, &matches, uniform ? "uniform" : target, &plan)) != QD_OK) {
-        rc = qd_cli_fail_model(model, g, st);
-        goto done;
-    }
-    if ((rc = apply_user_rules(g, &plan, include, exclude)) != 0)
-        goto done;
-    rc = 1;
-    if (plan.n == 0) {
-        rc = qd_cli_fail("%s: no operation worth quantizing for target '%s' (policy %s)", model,
-                         target, policy);
-        goto done;
-    }
-    if ((st = qd_dataset_open(calib, &dopt, &ds, &err)) != QD_OK ||
-        (st = qd_calibrate(g, &plan, ds, &copt, &err)) != QD_OK) {
+    if ((st = qd_quantize_graph(g, NULL, &qo, &res, &err)) != QD_OK) {
         rc = qd_cli_fail("%s", err.message);
         goto done;
     }
-    /* Before insertion rewires the consumers: the plan names the float tensors. */
-    if (dump_plan && write_plan(dump_plan, &plan) != 0) {
-        rc = qd_cli_fail("%s: cannot write the plan", dump_plan);
-        goto done;
-    }
-    int n_act = 0, n_wei = 0, n_res = 0;
-    for (size_t i = 0; i < plan.n && st == QD_OK; i++) {
-        qd_plan_point *p = &plan.points[i];
-        if (p->kind == QD_PLAN_WEIGHT) {
-            st = qd_qdq_insert_weight(g, p->consumer, p->input, p->axis);
-            n_wei++;
-        } else {
-            st = qd_qdq_insert_activation(g, p->consumer, p->input, p->amax);
-            n_act++;
-            n_res += !strcmp(p->why, "residual input");
-        }
-    }
-    if (st == QD_OK)
-        st = qd_graph_save(g, out);
-    if (st != QD_OK) {
+    if ((st = qd_graph_save(g, out)) != QD_OK) {
         rc = qd_cli_fail_model(model, g, st);
         goto done;
     }
-    printf("%s -> %s (target %s, policy %s, %s calibration)\n\n", model, out, target, policy,
-           method);
-    qd_match_report(&matches, stdout);
-    printf("\nQDQ pairs: %d activation inputs (%d residual inputs), %d per-channel weights",
-           n_act, n_res, n_wei);
-    if (plan.linear_kept_high)
-        printf("; %d Linear layers kept in high precision (K*N/(K+N) < %.0f)",
-               plan.linear_kept_high, QD_LINEAR_MIN_INTENSITY);
-    printf("\n");
+    if (dump_plan && qd_cli_write_file(dump_plan, write_plan, &rc_ctx) != 0) {
+        rc = qd_cli_fail("%s: cannot write the plan", dump_plan);
+        goto done;
+    }
+    if (json && qd_cli_write_file(json, write_json, &rc_ctx) != 0) {
+        rc = qd_cli_fail("%s: cannot write the report", json);
+        goto done;
+    }
+    printf("%s -> %s (target %s, policy %s, %s calibration)\n\n", model, out,
+           qo.target ? qo.target : "tensorrt", qd_quantize_policy_name(qo.policy),
+           qd_observer_kind_name((qd_observer_kind)res.method));
+    qd_quantize_report_text(&res, stdout);
     rc = 0;
 done:
-    qd_plan_free(&plan);
-    qd_match_list_free(&matches);
-    qd_dataset_delete(ds);
+    qd_quantize_result_free(&res);
     qd_graph_delete(g);
     return rc;
 }
