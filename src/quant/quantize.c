@@ -744,6 +744,67 @@ static qd_status count_fusions(const qd_match_list *m, qd_quantize_result *r, qd
 
 /* ---- the pipeline -------------------------------------------------------------------- */
 
+/* The graph inputs' shapes (symbolic dims included): calibration binds the
+ * batch dim to run the engine, and the QDQ model must keep it symbolic. */
+typedef struct input_shapes {
+    size_t n;
+    int64_t (*dims)[QD_MAX_RANK];
+    char *(*params)[QD_MAX_RANK];
+} input_shapes;
+
+static int input_shapes_save(const qd_graph *g, input_shapes *s)
+{
+    memset(s, 0, sizeof *s);
+    s->dims = qd_calloc(g->n_inputs + 1, sizeof *s->dims);
+    s->params = qd_calloc(g->n_inputs + 1, sizeof *s->params);
+    if (!s->dims || !s->params)
+        return -1;
+    s->n = g->n_inputs;
+    for (size_t i = 0; i < g->n_inputs; i++)
+        for (int d = 0; d < QD_MAX_RANK; d++) {
+            const qd_value *v = g->inputs[i];
+            s->dims[i][d] = v->dims[d];
+            if (v->dim_params[d] && !(s->params[i][d] = qd_strdup(v->dim_params[d])))
+                return -1;
+        }
+    return 0;
+}
+
+static void input_shapes_free(input_shapes *s)
+{
+    for (size_t i = 0; s->params && i < s->n; i++)
+        for (int d = 0; d < QD_MAX_RANK; d++)
+            qd_free(s->params[i][d]);
+    qd_free(s->dims);
+    qd_free(s->params);
+    memset(s, 0, sizeof *s);
+}
+
+/* Puts the saved input shapes back and infers the rest again from them. */
+static qd_status input_shapes_restore(qd_graph *g, input_shapes *s, qd_error *err)
+{
+    int changed = 0;
+    for (size_t i = 0; i < s->n && i < g->n_inputs; i++)
+        for (int d = 0; d < QD_MAX_RANK; d++)
+            changed |= g->inputs[i]->dims[d] != s->dims[i][d];
+    if (!changed)
+        return QD_OK;
+    /* With every input dim fixed, binding "*" binds nothing and only forgets
+     * what inference derived from the bound batch (folded shapes too). */
+    qd_status st = qd_graph_bind_dim(g, "*", 1);
+    for (size_t i = 0; st == QD_OK && i < s->n && i < g->n_inputs; i++)
+        for (int d = 0; d < QD_MAX_RANK; d++) {
+            qd_value *v = g->inputs[i];
+            v->dims[d] = s->dims[i][d];
+            qd_free(v->dim_params[d]);
+            v->dim_params[d] = s->params[i][d];
+            s->params[i][d] = NULL;
+        }
+    if (st == QD_OK)
+        st = qd_graph_infer_shapes(g);
+    return st == QD_OK ? QD_OK : graph_error(err, g, st);
+}
+
 static int known_target(const char *t)
 {
     for (int i = 0; qd_fusion_targets[i]; i++)
@@ -781,6 +842,7 @@ qd_status qd_quantize_graph(qd_graph *g, qd_dataset *calib, const qd_quantize_op
     int *given = NULL;
     unsigned char *excluded = NULL;
     qd_dataset *owned = NULL;
+    input_shapes shapes = {0};
     qd_status st = qd_quantize_prepare(g, err);
     if (st != QD_OK)
         goto done;
@@ -846,7 +908,18 @@ qd_status qd_quantize_graph(qd_graph *g, qd_dataset *calib, const qd_quantize_op
                               "%zu activation points need calibration data", sub.n);
             goto done;
         }
-        if ((st = qd_calibrate(g, &sub, calib, &copt, err)) != QD_OK)
+        if (input_shapes_save(g, &shapes) != 0) {
+            st = oom(err);
+            goto done;
+        }
+        st = qd_calibrate(g, &sub, calib, &copt, err);
+        qd_error keep = err ? *err : (qd_error){0};
+        qd_status rst = input_shapes_restore(g, &shapes, err);
+        if (st != QD_OK && err)
+            *err = keep;
+        if (st == QD_OK)
+            st = rst;
+        if (st != QD_OK)
             goto done;
         int64_t wanted = (int64_t)copt.batches * copt.batch_size, count = qd_dataset_count(calib);
         r->calib_images = wanted > 0 && wanted < count ? wanted : count;
@@ -865,6 +938,7 @@ qd_status qd_quantize_graph(qd_graph *g, qd_dataset *calib, const qd_quantize_op
             graph_error(err, g, st);
     }
 done:
+    input_shapes_free(&shapes);
     qd_dataset_delete(owned);
     qd_free(sub.points);
     qd_free(excluded);
