@@ -11,6 +11,8 @@
 
 #include "base/alloc.h"
 #include "engine/engine.h"
+#include "engine/kernels/dnnl/dnnl_kernels.h"
+#include "engine/lower_qdq.h"
 #include "ir/shape.h"
 
 #define ARENA_ALIGN 64
@@ -131,6 +133,82 @@ static void step_io_lists(qd_step *st)
         st->out_slot[o] = st->outputs[o] ? st->outputs[o]->id : -1;
 }
 
+/* An INT8 step (see lower_qdq.h) reads the int8 tensors behind its
+ * DequantizeLinear inputs, and writes the int8 output of the
+ * QuantizeLinear that alone consumes its result when what it fuses
+ * commutes with a positive scale (Relu, one residual Add of an int8
+ * operand): that Q node then runs inside the step. */
+static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned char *taken)
+{
+    st->inputs[0] = x_q;
+    st->in_slot[0] = x_q->id;
+    st->inputs[1] = w_q;
+    st->in_slot[1] = w_q->id;
+    float dst_scale;
+    qd_node *q = st->n_outputs >= 1 ? qd_lower_requant_target(st->outputs[0], &dst_scale) : NULL;
+    if (!q || taken[q->id])
+        return;
+    int n_add = 0;
+    for (int f = 0; f < st->n_fused; f++) {
+        if (st->fused[f]->op == QD_OP_ADD)
+            n_add++;
+        else if (st->fused[f]->op != QD_OP_RELU)
+            return;
+    }
+    int extra = st->node->n_inputs;
+    float residual_scale = 0.0f;
+    qd_value *r_q = NULL;
+    if (n_add > 1 || (n_add == 1 && (extra >= st->n_inputs || !st->inputs[extra])))
+        return;
+    if (n_add == 1) {
+        const qd_value *r = st->inputs[extra], *y = st->outputs[0];
+        r_q = qd_lower_dq_source(r, &residual_scale);
+        if (!r_q || r->rank != y->rank || memcmp(r->dims, y->dims, (size_t)y->rank * 8) != 0)
+            return;
+        st->inputs[extra] = r_q;
+        st->in_slot[extra] = r_q->id;
+        st->quant.residual_scale = residual_scale;
+    }
+    st->quant.dst_scale = dst_scale;
+    st->outputs[0] = q->outputs[0];
+    st->out_slot[0] = q->outputs[0]->id;
+    st->n_outputs = 1;
+    taken[q->id] = 1;
+}
+
+/* DequantizeLinear steps nobody reads any more (their INT8 consumers read
+ * the int8 data), then the QuantizeLinear steps that only fed them. */
+static void drop_unread_qdq(qd_engine *e)
+{
+    qd_graph *g = e->graph;
+    unsigned char *read = qd_calloc(g->n_values + 1, 1);
+    if (!read)
+        return; /* keeping them is merely slower */
+    for (int pass = 0; pass < 2; pass++) {
+        memset(read, 0, g->n_values);
+        for (size_t i = 0; i < g->n_outputs; i++)
+            read[g->outputs[i]->id] = 1;
+        for (size_t k = 0; k < e->n_steps; k++)
+            for (int j = 0; j < e->steps[k].n_inputs; j++)
+                if (e->steps[k].inputs[j])
+                    read[e->steps[k].inputs[j]->id] = 1;
+        size_t w = 0;
+        for (size_t k = 0; k < e->n_steps; k++) {
+            qd_step *st = &e->steps[k];
+            int qdq = st->node && !st->lowered && (st->node->op == QD_OP_DEQUANTIZE_LINEAR ||
+                                                   st->node->op == QD_OP_QUANTIZE_LINEAR);
+            int unread = qdq;
+            for (int o = 0; o < st->n_outputs && unread; o++)
+                if (st->outputs[o] && read[st->outputs[o]->id])
+                    unread = 0;
+            if (!unread)
+                e->steps[w++] = *st;
+        }
+        e->n_steps = w;
+    }
+    qd_free(read);
+}
+
 /* Builds the steps: one per node that is not folded to a constant or fused
  * into an earlier step. */
 static qd_status plan_steps(qd_engine *e)
@@ -160,7 +238,12 @@ static qd_status plan_steps(qd_engine *e)
             return engine_fail(e, QD_STATUS_UNSUPPORTED, "node '%s': too many inputs or outputs",
                                n->name);
         }
-        if (!qd_engine_select_kernel(e, n, &st->impl)) {
+        qd_value *x_q = NULL, *w_q = NULL;
+        if (!e->opt.reference && !e->opt.unfused &&
+            qd_lower_anchor(n, &x_q, &w_q, &st->quant) && qd_dnnl_s8_supports(n, x_q, w_q)) {
+            st->impl = qd_dnnl_s8_impl(n);
+            st->lowered = 1;
+        } else if (!qd_engine_select_kernel(e, n, &st->impl)) {
             qd_free(taken);
             return engine_fail(e, QD_STATUS_UNSUPPORTED,
                                "node '%s': op '%s' has no kernel in the engine", n->name,
@@ -172,9 +255,12 @@ static qd_status plan_steps(qd_engine *e)
         if (!st->dynamic)
             qd_engine_fuse_step(e, st, taken);
         step_io_lists(st);
+        if (st->lowered)
+            finish_lowering(st, x_q, w_q, taken);
         e->n_steps++;
     }
     qd_free(taken);
+    drop_unread_qdq(e);
     return QD_OK;
 }
 
@@ -382,7 +468,8 @@ static void fill_args(qd_engine *e, qd_step *st, step_io *io, qd_kernel_args *a)
                           .n_threads = e->opt.threads,
                           .state = st->state,
                           .fused = (const qd_node *const *)st->fused,
-                          .n_fused = st->n_fused};
+                          .n_fused = st->n_fused,
+                          .quant = st->lowered ? &st->quant : NULL};
 }
 
 void qd_engine_delete(qd_engine *e)
@@ -681,6 +768,9 @@ static void make_label(qd_step *s)
                         s->fused[f]->op_type);
     for (int f = 0; f < s->n_fused; f++)
         s->fused_names[f] = s->fused[f]->name;
+    if (s->lowered && off > 0 && off < (int)sizeof s->label)
+        snprintf(s->label + off, sizeof s->label - (size_t)off, "%s",
+                 s->quant.dst_scale > 0.0f ? "(s8->s8)" : "(s8->f32)");
 }
 
 static int64_t profiled_runs(const qd_engine *e)

@@ -65,6 +65,8 @@ typedef struct qd_step {
     qd_kernel_impl impl;
     void *state;
     int dynamic; /* output shapes computed at run time */
+    int lowered; /* an INT8 kernel of a QDQ group: quant holds its scales */
+    qd_quant_params quant;
     char label[96]; /* "Conv+Add+Relu", for the profile */
     const char *fused_names[QD_MAX_FUSED]; /* the fused nodes' names, for the profile */
     double total_ms;

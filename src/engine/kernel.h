@@ -8,6 +8,16 @@
 #include "ir/graph.h"
 #include "ir/tensor.h"
 
+/* How an INT8 kernel reads and writes (see engine/lower_qdq.h): real
+ * value = scale * int8 value. */
+typedef struct qd_quant_params {
+    float src_scale;      /* inputs[0] is int8 at this scale */
+    const float *w_scale; /* inputs[1] is a constant int8 weight: its scales */
+    int64_t n_w_scale;    /* 1 (per tensor) or one per output channel */
+    float residual_scale; /* > 0: the fused Add's operand is int8 at this scale */
+    float dst_scale;      /* > 0: outputs[0] is int8 at this scale; 0: float32 */
+} qd_quant_params;
+
 typedef struct qd_kernel_args {
     const qd_node *node;            /* attributes (qd_node_attr*), name for errors */
     qd_graph *graph;                /* for attribute getters' error messages */
@@ -23,6 +33,8 @@ typedef struct qd_kernel_args {
      * inputs, in order; outputs are the last fused node's outputs. */
     const qd_node *const *fused;
     int n_fused;
+    /* INT8 steps (lowered QDQ groups): the scales; NULL for float steps. */
+    const qd_quant_params *quant;
 } qd_kernel_args;
 
 /* A kernel returns QD_OK or fails with qd_graph_fail(a->graph, ...) naming

@@ -50,7 +50,8 @@ void qd_engine_fuse_step(const qd_engine *e, qd_step *step, unsigned char *taken
             if (other->producer && other->producer->id > step->node->id)
                 return;
         }
-        if (!qd_dnnl_fusable(step->node, next, other))
+        if (!(step->lowered ? qd_dnnl_fusable_after(step->node, next, other)
+                            : qd_dnnl_fusable(step->node, next, other)))
             return;
         step->fused[step->n_fused++] = next;
         taken[next->id] = 1;

@@ -42,6 +42,16 @@ static int is_elementwise(qd_op op)
     }
 }
 
+/* Per-tensor QuantizeLinear / DequantizeLinear are elementwise too. */
+static int is_elementwise_node(const qd_node *n)
+{
+    if (n->op == QD_OP_QUANTIZE_LINEAR || n->op == QD_OP_DEQUANTIZE_LINEAR) {
+        const qd_value *sc = n->n_inputs > 1 ? n->inputs[1] : NULL;
+        return sc && sc->konst && qd_numel(sc->konst->rank, sc->konst->dims) == 1;
+    }
+    return is_elementwise(n->op);
+}
+
 static int writes_graph_output(const qd_step *st)
 {
     for (int o = 0; o < st->n_outputs; o++)
@@ -156,7 +166,7 @@ static int plan_conv(qd_engine *e, qd_step *st, qd_step *out, size_t *n_out)
         if (t->rank != 4 || t->layout == want ||
             (want == QD_LAYOUT_NHWC && !nontrivial_4d(t->rank, t->dims)))
             continue;
-        if (j == 0 && qd_dnnl_conv_reads_plain_src(st->node))
+        if (j == 0 && !st->lowered && qd_dnnl_conv_reads_plain_src(st->node))
             continue; /* a space-to-depth stem reads either layout */
         int c = converted(e, st->in_slot[j], want, out, n_out);
         if (c < 0)
@@ -196,7 +206,7 @@ qd_status qd_engine_plan_layouts(qd_engine *e)
         }
         const qd_node *n = st.node;
         int64_t perm[4];
-        if (!st.dynamic && n->op == QD_OP_CONV && !strcmp(st.impl.name, "dnnl") &&
+        if (!st.dynamic && n->op == QD_OP_CONV && !strncmp(st.impl.name, "dnnl", 4) &&
             st.out_slot[0] >= 0 && e->slots[st.out_slot[0]].view.rank == 4) {
             ok = plan_conv(e, &st, e->steps, &n_new);
         } else if (!st.dynamic && !st.n_fused && qd_pool2d_nhwc_supports(n) &&
@@ -205,7 +215,7 @@ qd_status qd_engine_plan_layouts(qd_engine *e)
             /* Pools read channels-last data directly. */
             st.impl = (qd_kernel_impl){"nhwc", qd_pool2d_nhwc, NULL, NULL, NULL};
             set_output_layouts(e, &st, QD_LAYOUT_NHWC);
-        } else if (!st.dynamic && is_elementwise(n->op) && !st.n_fused &&
+        } else if (!st.dynamic && is_elementwise_node(n) && !st.n_fused &&
                    !writes_graph_output(&st) && st.out_slot[0] >= 0) {
             int any_nhwc = 0;
             for (int j = 0; j < st.n_inputs; j++)

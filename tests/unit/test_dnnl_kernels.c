@@ -93,7 +93,7 @@ static qd_status run_step(qd_graph *g, const qd_node *n, step *s)
     qd_kernel_impl impl = qd_dnnl_impl(n);
     assert_string_equal(impl.name, "dnnl");
     qd_tensor *outs[1] = {s->out};
-    qd_kernel_args a = {n, g, s->n_in, s->in, 1, outs, 2, NULL, s->fused, s->n_fused};
+    qd_kernel_args a = {n, g, s->n_in, s->in, 1, outs, 2, NULL, s->fused, s->n_fused, NULL};
     void *state = NULL;
     qd_status st = impl.prepare(&a, &state);
     if (st != QD_OK)
@@ -1220,7 +1220,7 @@ static void test_unprepared_run(void **state)
     qd_tensor *yt = qd_tensor_new(QD_DT_FLOAT, 2, yd);
     const qd_tensor *in[2] = {at, bt};
     qd_tensor *out[1] = {yt};
-    qd_kernel_args a = {n, g, 2, in, 1, out, 1, NULL, NULL, 0};
+    qd_kernel_args a = {n, g, 2, in, 1, out, 1, NULL, NULL, 0, NULL};
     assert_int_equal(qd_dnnl_impl(n).run(&a), QD_OK);
     double ref[15];
     matmul_ref(2, ad, 2, bd, at->data, bt->data, 2, yd, ref);

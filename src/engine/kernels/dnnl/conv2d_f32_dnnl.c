@@ -23,19 +23,8 @@
 #include "base/alloc.h"
 #include "engine/kernels/dnnl/dnnl_common.h"
 
-#define SPATIAL_MAX 3
+#define SPATIAL_MAX QD_DNNL_SPATIAL_MAX
 
-typedef struct conv_geom {
-    int k; /* spatial dims */
-    int64_t group;
-    int64_t n, ic, oc;
-    int64_t in[SPATIAL_MAX], out[SPATIAL_MAX], kernel[SPATIAL_MAX];
-    int64_t stride[SPATIAL_MAX], dil[SPATIAL_MAX], pl[SPATIAL_MAX], pr[SPATIAL_MAX];
-    /* Some window lies entirely in the padding (pads >= the dilated
-     * kernel). oneDNN 2.6's brgconv crashes on such shapes with a `sum`
-     * post-op, so a residual then runs after the primitive. */
-    int fullpad;
-} conv_geom;
 
 static int ints_attr(const qd_node *n, const char *name, int count, int64_t def, int64_t min,
                      int64_t *out, char *err, size_t esz)
@@ -55,9 +44,8 @@ static int ints_attr(const qd_node *n, const char *name, int count, int64_t def,
     return 0;
 }
 
-/* Reads and checks the conv's geometry against the (inferred) shapes. */
-static int read_geom(const qd_node *n, int rank, const int64_t *x, const int64_t *w,
-                     const int64_t *y, conv_geom *g, char *err, size_t esz)
+int qd_dnnl_conv_read_geom(const qd_node *n, int rank, const int64_t *x, const int64_t *w,
+                     const int64_t *y, qd_dnnl_conv_geom *g, char *err, size_t esz)
 {
     memset(g, 0, sizeof *g);
     if (rank < 3 || rank > 2 + SPATIAL_MAX) {
@@ -193,7 +181,7 @@ static void conv_release(void *p)
  *   S[c,ry,rx][i][j] = Xpadded[c][2i+ry][2j+rx]  (taps past k are zero). */
 #define S2D_MAX_CHANNELS 4
 
-static int s2d_eligible_geom(const conv_geom *gm)
+static int s2d_eligible_geom(const qd_dnnl_conv_geom *gm)
 {
     return gm->k == 2 && gm->group == 1 && gm->ic <= S2D_MAX_CHANNELS && gm->stride[0] == 2 &&
            gm->stride[1] == 2 && gm->dil[0] == 1 && gm->dil[1] == 1 && gm->kernel[0] >= 5 &&
@@ -228,7 +216,7 @@ static void s2d_fill(const conv_state *s, const qd_tensor *x)
 }
 
 /* The S2D weights [O, 4*C, ceil(kh/2), ceil(kw/2)] from [O, C, kh, kw]. */
-static float *s2d_weights(const conv_geom *gm, const float *w, int64_t *dims)
+static float *s2d_weights(const qd_dnnl_conv_geom *gm, const float *w, int64_t *dims)
 {
     int64_t o = gm->oc, c = gm->ic, kh = gm->kernel[0], kw = gm->kernel[1];
     int64_t qh = (kh + 1) / 2, qw = (kw + 1) / 2;
@@ -259,14 +247,14 @@ int qd_dnnl_conv_reads_plain_src(const qd_node *n)
     const qd_value *y = n->n_outputs > 0 ? n->outputs[0] : NULL;
     if (!x || !w || !y || x->rank != 4 || w->rank != 4 || y->rank != 4)
         return 0;
-    conv_geom gm;
+    qd_dnnl_conv_geom gm;
     char err[200];
-    return read_geom(n, 4, x->dims, w->dims, y->dims, &gm, err, sizeof err) == 0 &&
+    return qd_dnnl_conv_read_geom(n, 4, x->dims, w->dims, y->dims, &gm, err, sizeof err) == 0 &&
            s2d_eligible_geom(&gm);
 }
 
 /* Creates the conv primitive descriptor for src/dst descriptors. */
-static qd_status conv_pd(const qd_kernel_args *a, const conv_geom *gm,
+static qd_status conv_pd(const qd_kernel_args *a, const qd_dnnl_conv_geom *gm,
                          const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
                          const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
                          const dnnl_memory_desc_t *full_md, qd_dnnl_chain *chain,
@@ -347,9 +335,9 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
                              "node '%s' (%s): the oneDNN conv needs float32 X, W (constant), Y "
                              "of one rank",
                              n->name, n->op_type);
-    conv_geom gm;
+    qd_dnnl_conv_geom gm;
     char err[200];
-    if (read_geom(n, x->rank, x->dims, w->dims, y->dims, &gm, err, sizeof err) != 0)
+    if (qd_dnnl_conv_read_geom(n, x->rank, x->dims, w->dims, y->dims, &gm, err, sizeof err) != 0)
         return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR, "node '%s' (%s): %s", n->name, n->op_type,
                              err);
     if (b && (b->rank != 1 || b->dims[0] != gm.oc))
@@ -635,9 +623,9 @@ int qd_dnnl_conv_supports(const qd_node *n)
         return 0;
     if (b && (!qd_dnnl_value_ok(b, 1, 1) || b->dims[0] != w->dims[0]))
         return 0;
-    conv_geom gm;
+    qd_dnnl_conv_geom gm;
     char err[200];
-    return read_geom(n, x->rank, x->dims, w->dims, y->dims, &gm, err, sizeof err) == 0;
+    return qd_dnnl_conv_read_geom(n, x->rank, x->dims, w->dims, y->dims, &gm, err, sizeof err) == 0;
 }
 
 qd_kernel_impl qd_dnnl_conv_impl(void)

@@ -312,11 +312,17 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                                      "inputs",
                                      anchor->name, anchor->op_type, n->name);
             const qd_tensor *t = a->inputs[extra];
-            if (t->dtype != QD_DT_FLOAT)
+            /* An INT8 step writing int8 adds an int8 residual in dst's own
+             * type (`sum` reads dst): scaled to dst's units. */
+            const qd_quant_params *q = a->quant;
+            int int8_sum = q && q->dst_scale > 0.0f;
+            if (t->dtype != (int8_sum ? QD_DT_INT8 : QD_DT_FLOAT) ||
+                (int8_sum && (q->residual_scale <= 0.0f || residual != QD_DNNL_RESIDUAL_SUM ||
+                              chain->sum_input >= 0)))
                 return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
-                                     "node '%s' (%s): fused Add '%s': operand is %s, not float32",
+                                     "node '%s' (%s): fused Add '%s': operand is %s, not %s",
                                      anchor->name, anchor->op_type, n->name,
-                                     qd_dtype_name(t->dtype));
+                                     qd_dtype_name(t->dtype), int8_sum ? "int8" : "float32");
             /* Every value of the chain has the anchor output's shape. */
             const qd_tensor *y = a->outputs[0];
             int full = same_dims(t, y->rank, y->dims);
@@ -326,8 +332,14 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                 chain->tail_from = k;
                 break;
             }
+            if (int8_sum && !full)
+                return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
+                                     "node '%s' (%s): fused Add '%s': an int8 operand must have "
+                                     "the output's shape",
+                                     anchor->name, anchor->op_type, n->name);
             if (full && residual == QD_DNNL_RESIDUAL_SUM) {
-                QD_DNNL_TRY(a->graph, anchor, dnnl_post_ops_append_sum(po, 1.f));
+                float scale = int8_sum ? q->residual_scale / q->dst_scale : 1.f;
+                QD_DNNL_TRY(a->graph, anchor, dnnl_post_ops_append_sum(po, scale));
                 chain->sum_input = extra;
             } else {
                 if (chain->n_binary >= QD_DNNL_MAX_BINARY)
@@ -628,7 +640,12 @@ static int per_channel(const qd_node *anchor, const qd_value *y, const qd_value 
 
 int qd_dnnl_fusable(const qd_node *anchor, const qd_node *next, const qd_value *other_operand)
 {
-    if (!anchor || !next || !qd_dnnl_supports(anchor))
+    return anchor && qd_dnnl_supports(anchor) && qd_dnnl_fusable_after(anchor, next, other_operand);
+}
+
+int qd_dnnl_fusable_after(const qd_node *anchor, const qd_node *next, const qd_value *other_operand)
+{
+    if (!anchor || !next)
         return 0;
     const qd_value *y = anchor->outputs[0];
     if (next->n_outputs < 1 || !next->outputs[0] || next->outputs[0]->dtype != QD_DT_FLOAT ||
@@ -685,4 +702,43 @@ qd_kernel_impl qd_dnnl_impl(const qd_node *n)
     case QD_OP_GEMM: return qd_dnnl_gemm_impl();
     default: return (qd_kernel_impl){"dnnl", NULL, NULL, NULL, NULL};
     }
+}
+
+static int gemm_trans_b(const qd_node *n)
+{
+    const qd_attr *a = qd_node_attr(n, "transB");
+    return a && a->type == QD_ATTR_INT && a->i != 0;
+}
+
+int qd_dnnl_s8_supports(const qd_node *n, const qd_value *x, const qd_value *w)
+{
+    const qd_value *y = n->n_outputs > 0 ? n->outputs[0] : NULL;
+    if (!x || !w || !y || !qd_value_shape_known(x) || !qd_value_shape_known(y) || !w->konst ||
+        w->konst->dtype != QD_DT_INT8 || y->dtype != QD_DT_FLOAT)
+        return 0;
+    if (n->op == QD_OP_CONV) {
+        if (x->rank < 3 || x->rank > 2 + QD_DNNL_SPATIAL_MAX || x->rank != w->rank ||
+            x->rank != y->rank || (n->n_inputs > 2 && n->inputs[2] &&
+                                   (!n->inputs[2]->konst || n->inputs[2]->dtype != QD_DT_FLOAT)))
+            return 0;
+        qd_dnnl_conv_geom gm;
+        char err[200];
+        return qd_dnnl_conv_read_geom(n, x->rank, x->dims, w->dims, y->dims, &gm, err,
+                                      sizeof err) == 0;
+    }
+    if (n->op == QD_OP_MATMUL || n->op == QD_OP_GEMM) {
+        const qd_value *c = n->op == QD_OP_GEMM && n->n_inputs > 2 ? n->inputs[2] : NULL;
+        const qd_attr *beta = qd_node_attr(n, "beta");
+        int64_t n_out = n->op == QD_OP_GEMM && gemm_trans_b(n) ? w->dims[0] : w->dims[1];
+        int64_t c_n = c && c->konst ? qd_numel(c->konst->rank, c->konst->dims) : 0;
+        return w->rank == 2 && x->rank >= 1 && x->rank <= 4 && n->n_inputs <= 3 &&
+               (!c || (c->konst && c->dtype == QD_DT_FLOAT && (c_n == 1 || c_n == n_out) &&
+                       (!beta || (beta->type == QD_ATTR_FLOAT && beta->f == 1.0f))));
+    }
+    return 0;
+}
+
+qd_kernel_impl qd_dnnl_s8_impl(const qd_node *n)
+{
+    return n->op == QD_OP_CONV ? qd_dnnl_conv_s8_impl() : qd_dnnl_matmul_s8_impl();
 }

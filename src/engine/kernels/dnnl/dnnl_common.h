@@ -136,6 +136,23 @@ void *qd_dnnl_scratch(int slot);
 int qd_dnnl_impl_is_slow(const_dnnl_primitive_desc_t pd);
 const char *qd_dnnl_impl_name(const_dnnl_primitive_desc_t pd);
 
+/* A Conv's geometry (1 to 3 spatial dims), read from its attributes and
+ * checked against the (inferred) shapes x, w, y of `rank`. */
+#define QD_DNNL_SPATIAL_MAX 3
+typedef struct qd_dnnl_conv_geom {
+    int k; /* spatial dims */
+    int64_t group;
+    int64_t n, ic, oc;
+    int64_t in[QD_DNNL_SPATIAL_MAX], out[QD_DNNL_SPATIAL_MAX], kernel[QD_DNNL_SPATIAL_MAX];
+    int64_t stride[QD_DNNL_SPATIAL_MAX], dil[QD_DNNL_SPATIAL_MAX], pl[QD_DNNL_SPATIAL_MAX], pr[QD_DNNL_SPATIAL_MAX];
+    /* Some window lies entirely in the padding (pads >= the dilated
+     * kernel). oneDNN 2.6's brgconv crashes on such shapes with a `sum`
+     * post-op, so a residual then runs after the primitive. */
+    int fullpad;
+} qd_dnnl_conv_geom;
+int qd_dnnl_conv_read_geom(const qd_node *n, int rank, const int64_t *x, const int64_t *w,
+                           const int64_t *y, qd_dnnl_conv_geom *g, char *err, size_t esz);
+
 /* The per-op halves of the selector API (conv2d_f32_dnnl.c,
  * matmul_f32_dnnl.c). */
 int qd_dnnl_conv_supports(const qd_node *n);
@@ -144,5 +161,7 @@ int qd_dnnl_gemm_supports(const qd_node *n);
 qd_kernel_impl qd_dnnl_conv_impl(void);
 qd_kernel_impl qd_dnnl_matmul_impl(void);
 qd_kernel_impl qd_dnnl_gemm_impl(void);
+qd_kernel_impl qd_dnnl_conv_s8_impl(void);
+qd_kernel_impl qd_dnnl_matmul_s8_impl(void);
 
 #endif

@@ -36,6 +36,9 @@ int qd_dnnl_supports(const qd_node *n);
  * has exactly the anchor output's shape and dtype. other_operand is NULL for
  * unary nodes. */
 int qd_dnnl_fusable(const qd_node *anchor, const qd_node *next, const qd_value *other_operand);
+/* The same for an anchor known to run on a oneDNN kernel (an INT8 one). */
+int qd_dnnl_fusable_after(const qd_node *anchor, const qd_node *next,
+                          const qd_value *other_operand);
 
 /* 1 when the Conv n computes from a space-to-depth rearrangement of its
  * input (a stride-2 stem on <= 4 channels), which reads plain NCHW as fast
@@ -46,6 +49,13 @@ int qd_dnnl_conv_reads_plain_src(const qd_node *n);
  * (weights reordered once); run also works without a prepared state (it
  * then prepares and releases on the fly, slowly). */
 qd_kernel_impl qd_dnnl_impl(const qd_node *n);
+
+/* INT8 kernels of lowered QDQ groups (engine/lower_qdq.h): Conv, MatMul
+ * and Gemm reading int8 x_q and the constant int8 weight w_q, scales in
+ * qd_kernel_args.quant. 1 when n fits them (static shapes). */
+int qd_dnnl_s8_supports(const qd_node *n, const qd_value *x_q, const qd_value *w_q);
+/* name "dnnl-s8". */
+qd_kernel_impl qd_dnnl_s8_impl(const qd_node *n);
 
 /* How activation tensors are laid out in memory; logical dims stay
  * N, C, spatial. NCHW is the engine's layout today. With NCHW the conv

@@ -154,6 +154,8 @@ static qd_kernel_fn kernel_for(const qd_node *n, int (**supports)(const qd_node 
     case QD_OP_GLOBAL_AVERAGE_POOL:
     case QD_OP_REDUCE_MEAN: *supports = qd_x86_reduce_mean_supports; return qd_x86_reduce_mean;
     case QD_OP_MAX_POOL: *supports = qd_x86_max_pool_supports; return qd_x86_max_pool;
+    case QD_OP_QUANTIZE_LINEAR:
+    case QD_OP_DEQUANTIZE_LINEAR: *supports = qd_x86_quantize_supports; return qd_x86_quantize;
     default: break;
     }
     /* Gelu is matched by name: the op table may not have it (yet). */

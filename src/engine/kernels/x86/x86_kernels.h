@@ -82,6 +82,8 @@ qd_status qd_x86_transpose(const qd_kernel_args *a);
 /* GlobalAveragePool and ReduceMean. */
 qd_status qd_x86_reduce_mean(const qd_kernel_args *a);
 qd_status qd_x86_max_pool(const qd_kernel_args *a);
+/* QuantizeLinear / DequantizeLinear with one scale (and zero point). */
+qd_status qd_x86_quantize(const qd_kernel_args *a);
 
 /* ---- per-kernel node checks (the parts of qd_x86_supports) ---- */
 
@@ -93,6 +95,7 @@ int qd_x86_binary_supports(const qd_node *n);
 int qd_x86_transpose_supports(const qd_node *n);
 int qd_x86_reduce_mean_supports(const qd_node *n);
 int qd_x86_max_pool_supports(const qd_node *n);
+int qd_x86_quantize_supports(const qd_node *n);
 
 /* 1 for a node GELU is computed for: op_type "Gelu" in the default domain. */
 int qd_x86_is_gelu(const qd_node *n);

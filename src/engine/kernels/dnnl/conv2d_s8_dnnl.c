@@ -1,0 +1,254 @@
+/* INT8 Conv on oneDNN (s8 source, s8 weights, int32 accumulation with VNNI),
+ * the kernel of a lowered QDQ group (engine/lower_qdq.h).
+ *
+ * dst = post_ops(oscale[c] * (acc + bias_acc[c])), oneDNN's order for int8:
+ *   oscale[c] = s_x * s_w[c]            float output (real units), or
+ *             = s_x * s_w[c] / s_y      int8 output (requantized: rounded
+ *                                       half to even and saturated on store);
+ *   bias_acc  = bias / (s_x * s_w[c])   the float bias in accumulator units.
+ * The fused chain is the float chain (qd_dnnl_chain_post_ops); for an int8
+ * output the engine fuses only what commutes with a positive scale (Relu,
+ * one residual Add whose int8 operand is summed at s_r / s_y). Activations
+ * come in the engine's layout (channels-last between convs); weights are
+ * reordered once to the layout the primitive picks. */
+#include <string.h>
+
+#include "base/alloc.h"
+#include "engine/kernels/dnnl/dnnl_common.h"
+
+typedef struct conv_s8_state {
+    qd_dnnl_state_head head;
+    dnnl_primitive_t conv;
+    dnnl_memory_t src, dst, wei, bias;
+    dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
+    qd_dnnl_chain chain;
+    int rank;
+    int64_t in_dims[5], out_dims[5];
+} conv_s8_state;
+
+static void conv_s8_release(void *p)
+{
+    conv_s8_state *s = p;
+    if (!s)
+        return;
+    if (s->conv)
+        dnnl_primitive_destroy(s->conv);
+    dnnl_memory_t mems[] = {s->src, s->dst, s->wei, s->bias};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    for (int i = 0; i < QD_DNNL_MAX_BINARY; i++)
+        if (s->bin[i])
+            dnnl_memory_destroy(s->bin[i]);
+    qd_free(s);
+}
+
+static dnnl_format_tag_t act_tag(const qd_tensor *t)
+{
+    return qd_dnnl_act_tag(t->layout == QD_LAYOUT_NHWC ? QD_DNNL_NHWC : QD_DNNL_NCHW, t->rank);
+}
+
+/* Output scales and the bias in accumulator units (bias_acc may be NULL). */
+static qd_status scales_and_bias(const qd_kernel_args *a, int64_t oc, const qd_tensor *b,
+                                 float *oscale, float *bias_acc)
+{
+    const qd_quant_params *q = a->quant;
+    for (int64_t c = 0; c < oc; c++) {
+        float sw = q->w_scale[q->n_w_scale == 1 ? 0 : c];
+        float acc_scale = q->src_scale * sw;
+        oscale[c] = q->dst_scale > 0.0f ? acc_scale / q->dst_scale : acc_scale;
+        if (bias_acc)
+            bias_acc[c] = ((const float *)b->data)[c] / acc_scale;
+    }
+    return QD_OK;
+}
+
+static qd_status conv_s8_prepare(const qd_kernel_args *a, void **state)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    const qd_quant_params *q = a->quant;
+    dnnl_engine_t eng;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    float *oscale = NULL, *bias_acc = NULL;
+    conv_s8_state *s = NULL;
+    *state = NULL;
+    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
+        return st;
+    const qd_tensor *x = a->inputs[0], *w = a->inputs[1];
+    const qd_tensor *b = n->n_inputs > 2 ? a->inputs[2] : NULL;
+    const qd_tensor *y = a->outputs[0];
+    int int8_out = q && q->dst_scale > 0.0f;
+    if (!q || x->dtype != QD_DT_INT8 || w->dtype != QD_DT_INT8 || !w->data ||
+        y->dtype != (int8_out ? QD_DT_INT8 : QD_DT_FLOAT) || (b && b->dtype != QD_DT_FLOAT) ||
+        x->rank != w->rank || x->rank != y->rank)
+        return qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
+                             "node '%s' (%s): the INT8 conv needs int8 X and W (constant), "
+                             "float32 bias, float32 or int8 Y of one rank",
+                             n->name, n->op_type);
+    qd_dnnl_conv_geom gm;
+    char err[200];
+    if (qd_dnnl_conv_read_geom(n, x->rank, x->dims, w->dims, y->dims, &gm, err, sizeof err) != 0)
+        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR, "node '%s' (%s): %s", n->name, n->op_type,
+                             err);
+    if ((b && (b->rank != 1 || b->dims[0] != gm.oc)) || (q->n_w_scale != 1 && q->n_w_scale != gm.oc))
+        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
+                             "node '%s' (%s): bias or weight scales do not match %lld channels",
+                             n->name, n->op_type, (long long)gm.oc);
+    s = qd_calloc(1, sizeof *s);
+    oscale = qd_malloc((size_t)gm.oc * sizeof *oscale);
+    bias_acc = b ? qd_malloc((size_t)gm.oc * sizeof *bias_acc) : NULL;
+    if (!s || !oscale || (b && !bias_acc)) {
+        st = qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "node '%s' (%s): out of memory", n->name,
+                           n->op_type);
+        goto fail;
+    }
+    int rank = x->rank;
+    s->rank = rank;
+    memcpy(s->in_dims, x->dims, (size_t)rank * sizeof *x->dims);
+    memcpy(s->out_dims, y->dims, (size_t)rank * sizeof *y->dims);
+    scales_and_bias(a, gm.oc, b, oscale, bias_acc);
+
+    dnnl_memory_desc_t src_md, dst_md, wei_user, wei_any, bias_md;
+    dnnl_dims_t xd, yd, wd;
+    for (int i = 0; i < rank; i++) {
+        xd[i] = x->dims[i];
+        yd[i] = y->dims[i];
+    }
+    int wrank = gm.group > 1 ? rank + 1 : rank;
+    if (gm.group > 1) {
+        wd[0] = gm.group;
+        wd[1] = gm.oc / gm.group;
+        wd[2] = gm.ic / gm.group;
+        for (int i = 0; i < gm.k; i++)
+            wd[3 + i] = gm.kernel[i];
+    } else {
+        for (int i = 0; i < rank; i++)
+            wd[i] = w->dims[i];
+    }
+    dnnl_format_tag_t wtag = wrank == 3 ? dnnl_abc : wrank == 4 ? dnnl_abcd
+                                                   : wrank == 5 ? dnnl_abcde : dnnl_abcdef;
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_md, rank, xd, dnnl_s8, act_tag(x)));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_md, rank, yd, int8_out ? dnnl_s8 : dnnl_f32,
+                                                   act_tag(y)));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&wei_user, wrank, wd, dnnl_s8, wtag));
+    QD_DNNL_TRY(g, n,
+                dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_s8, dnnl_format_tag_any));
+    dnnl_dims_t bd = {gm.oc};
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a));
+
+    dnnl_dims_t strides, dil, pl, pr;
+    for (int i = 0; i < gm.k; i++) {
+        strides[i] = gm.stride[i];
+        dil[i] = gm.dil[i] - 1;
+        pl[i] = gm.pl[i];
+        pr[i] = gm.pr[i];
+    }
+    dnnl_convolution_desc_t cd;
+    QD_DNNL_TRY(g, n, dnnl_dilated_convolution_forward_desc_init(
+                          &cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &wei_any,
+                          b ? &bias_md : NULL, &dst_md, strides, dil, pl, pr));
+    QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
+    if ((st = qd_dnnl_chain_post_ops(a, po, &dst_md, &dst_md, QD_DNNL_RESIDUAL_SUM, 1, a->n_fused,
+                                     &s->chain)) != QD_OK)
+        goto fail;
+    if (s->chain.tail_from < a->n_fused) {
+        st = qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
+                           "node '%s' (%s): the INT8 conv cannot fuse '%s'", n->name, n->op_type,
+                           a->fused[s->chain.tail_from]->name);
+        goto fail;
+    }
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(attr, gm.oc, 1 << 1, oscale));
+    QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL));
+
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if ((st = qd_dnnl_reorder_const(g, n, &wei_user, w->data, wmd, &s->wei)) != QD_OK)
+        goto fail;
+    if (b && (st = qd_dnnl_reorder_const(g, n, &bias_md, bias_acc, &bias_md, &s->bias)) != QD_OK)
+        goto fail;
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src, &src_md, eng, DNNL_MEMORY_NONE));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst, &dst_md, eng, DNNL_MEMORY_NONE));
+    for (int i = 0; i < s->chain.n_binary; i++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(
+            pd, dnnl_query_exec_arg_md,
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], md, eng, DNNL_MEMORY_NONE));
+    }
+    QD_DNNL_TRY(g, n, dnnl_primitive_create(&s->conv, pd));
+    const_dnnl_primitive_desc_t ppd;
+    QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->conv, &ppd));
+    s->head.impl = qd_dnnl_impl_name(ppd);
+    s->head.in_place_input = s->chain.sum_input;
+    *state = s;
+    s = NULL;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    qd_free(oscale);
+    qd_free(bias_acc);
+    conv_s8_release(s);
+    return st;
+}
+
+static qd_status conv_s8_execute(const qd_kernel_args *a, conv_s8_state *s)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    dnnl_stream_t strm;
+    if ((st = qd_dnnl_get(g, n, NULL, &strm)) != QD_OK)
+        return st;
+    const qd_tensor *x = a->inputs[0];
+    qd_tensor *y = a->outputs[0];
+    if (x->rank != s->rank || y->rank != s->rank ||
+        memcmp(x->dims, s->in_dims, (size_t)s->rank * sizeof *x->dims) != 0 ||
+        memcmp(y->dims, s->out_dims, (size_t)s->rank * sizeof *y->dims) != 0)
+        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
+                             "node '%s' (%s): shapes changed since the INT8 conv was prepared",
+                             n->name, n->op_type);
+    dnnl_exec_arg_t args[4 + QD_DNNL_MAX_BINARY];
+    int na = 0;
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src, x->data));
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst, y->data));
+    for (int i = 0; i < s->chain.n_binary; i++) {
+        QD_DNNL_TRY(g, n,
+                    dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
+        args[na++] = (dnnl_exec_arg_t){
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
+    }
+    if (s->chain.sum_input >= 0) {
+        const qd_tensor *r = a->inputs[s->chain.sum_input];
+        if (r->data != y->data)
+            memcpy(y->data, r->data, y->nbytes);
+    }
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src};
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
+    if (s->bias)
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst};
+    QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->conv, strm, na, args));
+    QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
+fail:
+    return st;
+}
+
+static qd_status conv_s8_run(const qd_kernel_args *a)
+{
+    return a->state ? conv_s8_execute(a, a->state)
+                    : qd_dnnl_run_unprepared(a, conv_s8_prepare, conv_s8_release);
+}
+
+qd_kernel_impl qd_dnnl_conv_s8_impl(void)
+{
+    return (qd_kernel_impl){"dnnl-s8", conv_s8_run, conv_s8_prepare, conv_s8_release,
+                            qd_dnnl_in_place_ok};
+}

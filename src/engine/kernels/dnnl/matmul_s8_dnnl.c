@@ -1,0 +1,234 @@
+/* INT8 MatMul / Gemm with a constant int8 weight on oneDNN (s8 x s8, int32
+ * accumulation), the kernel of a lowered Linear (engine/lower_qdq.h).
+ *
+ * The activation [..., M, K] is one [rows, K] matrix (the weight is shared
+ * by every row); the weight is [K, N] (MatMul, Gemm transB = 0) or [N, K]
+ * (Gemm transB = 1), reordered once. Scales as in conv2d_s8_dnnl.c:
+ * oscale[j] = s_x * s_w[j] (/ s_y for an int8 output), a Gemm's C is the
+ * bias in accumulator units; the fused chain (bias Add, GELU, residual) is
+ * the float chain's post-ops. */
+#include <string.h>
+
+#include "base/alloc.h"
+#include "engine/kernels/dnnl/dnnl_common.h"
+
+typedef struct matmul_s8_state {
+    qd_dnnl_state_head head;
+    dnnl_primitive_t mm;
+    dnnl_memory_t src, dst, wei, bias;
+    dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
+    qd_dnnl_chain chain;
+    int64_t rows, k, n;
+} matmul_s8_state;
+
+static void matmul_s8_release(void *p)
+{
+    matmul_s8_state *s = p;
+    if (!s)
+        return;
+    if (s->mm)
+        dnnl_primitive_destroy(s->mm);
+    dnnl_memory_t mems[] = {s->src, s->dst, s->wei, s->bias};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    for (int i = 0; i < QD_DNNL_MAX_BINARY; i++)
+        if (s->bin[i])
+            dnnl_memory_destroy(s->bin[i]);
+    qd_free(s);
+}
+
+static int64_t attr_int(const qd_node *n, const char *name, int64_t def)
+{
+    const qd_attr *a = qd_node_attr(n, name);
+    return a && a->type == QD_ATTR_INT ? a->i : def;
+}
+
+static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    const qd_quant_params *q = a->quant;
+    dnnl_engine_t eng;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    float *oscale = NULL, *bias_acc = NULL;
+    matmul_s8_state *s = NULL;
+    *state = NULL;
+    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
+        return st;
+    const qd_tensor *x = a->inputs[0], *w = a->inputs[1];
+    const qd_tensor *c = n->op == QD_OP_GEMM && n->n_inputs > 2 ? a->inputs[2] : NULL;
+    const qd_tensor *y = a->outputs[0];
+    int int8_out = q && q->dst_scale > 0.0f;
+    int trans_b = n->op == QD_OP_GEMM && attr_int(n, "transB", 0);
+    if (!q || x->dtype != QD_DT_INT8 || w->dtype != QD_DT_INT8 || !w->data || w->rank != 2 ||
+        x->rank < 1 || y->dtype != (int8_out ? QD_DT_INT8 : QD_DT_FLOAT) ||
+        x->layout != QD_LAYOUT_PLAIN || y->layout != QD_LAYOUT_PLAIN)
+        return qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
+                             "node '%s' (%s): the INT8 matmul needs plain int8 A, a constant 2-D "
+                             "int8 B and a float32 or int8 Y",
+                             n->name, n->op_type);
+    int64_t k = x->dims[x->rank - 1], nn = trans_b ? w->dims[0] : w->dims[1];
+    int64_t wk = trans_b ? w->dims[1] : w->dims[0];
+    int64_t rows = k ? qd_numel(x->rank, x->dims) / k : 0;
+    int64_t c_n = c ? qd_numel(c->rank, c->dims) : 0;
+    if (wk != k || rows <= 0 || qd_numel(y->rank, y->dims) != rows * nn ||
+        (q->n_w_scale != 1 && q->n_w_scale != nn) ||
+        (c && (c->dtype != QD_DT_FLOAT || (c_n != nn && c_n != 1) ||
+               (qd_node_attr(n, "beta") && qd_node_attr(n, "beta")->f != 1.0f))))
+        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
+                             "node '%s' (%s): shapes do not fit an INT8 matmul", n->name,
+                             n->op_type);
+    s = qd_calloc(1, sizeof *s);
+    oscale = qd_malloc((size_t)nn * sizeof *oscale);
+    bias_acc = c ? qd_malloc((size_t)nn * sizeof *bias_acc) : NULL;
+    if (!s || !oscale || (c && !bias_acc)) {
+        st = qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "node '%s' (%s): out of memory", n->name,
+                           n->op_type);
+        goto fail;
+    }
+    s->rows = rows;
+    s->k = k;
+    s->n = nn;
+    for (int64_t j = 0; j < nn; j++) {
+        float acc_scale = q->src_scale * q->w_scale[q->n_w_scale == 1 ? 0 : j];
+        oscale[j] = int8_out ? acc_scale / q->dst_scale : acc_scale;
+        if (c)
+            bias_acc[j] = ((const float *)c->data)[c_n == 1 ? 0 : j] / acc_scale;
+    }
+    dnnl_memory_desc_t src_md, dst_md, wei_user, wei_any, bias_md;
+    dnnl_dims_t sd = {rows, k}, dd = {rows, nn}, wd = {k, nn}, bd = {1, nn};
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_s8, dnnl_ab));
+    QD_DNNL_TRY(g, n,
+                dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, int8_out ? dnnl_s8 : dnnl_f32, dnnl_ab));
+    QD_DNNL_TRY(g, n,
+                dnnl_memory_desc_init_by_tag(&wei_user, 2, wd, dnnl_s8, trans_b ? dnnl_ba : dnnl_ab));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&wei_any, 2, wd, dnnl_s8, dnnl_format_tag_any));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&bias_md, 2, bd, dnnl_f32, dnnl_ab));
+    dnnl_matmul_desc_t md;
+    QD_DNNL_TRY(g, n, dnnl_matmul_desc_init(&md, &src_md, &wei_any, c ? &bias_md : NULL, &dst_md));
+    /* The chain sees the output as the 2-D [rows, N] matrix it is. */
+    QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
+    qd_tensor y2 = *y;
+    y2.rank = 2;
+    y2.dims[0] = rows;
+    y2.dims[1] = nn;
+    const qd_tensor *ins[QD_STEP_MAX_INPUTS];
+    qd_tensor flat[QD_STEP_MAX_INPUTS];
+    for (int i = 0; i < a->n_inputs && i < QD_STEP_MAX_INPUTS; i++) {
+        ins[i] = a->inputs[i];
+        /* Full-shape operands (residuals) flattened like the output. */
+        if (i >= n->n_inputs && ins[i] && qd_numel(ins[i]->rank, ins[i]->dims) == rows * nn &&
+            ins[i]->rank == y->rank && !memcmp(ins[i]->dims, y->dims, (size_t)y->rank * 8)) {
+            flat[i] = *ins[i];
+            flat[i].rank = 2;
+            flat[i].dims[0] = rows;
+            flat[i].dims[1] = nn;
+            ins[i] = &flat[i];
+        }
+    }
+    qd_tensor *outs[1] = {&y2};
+    qd_kernel_args a2 = *a;
+    a2.inputs = ins;
+    a2.outputs = outs;
+    if ((st = qd_dnnl_chain_post_ops(&a2, po, &dst_md, &dst_md, QD_DNNL_RESIDUAL_SUM, 1,
+                                     a->n_fused, &s->chain)) != QD_OK)
+        goto fail;
+    if (s->chain.tail_from < a->n_fused) {
+        st = qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
+                           "node '%s' (%s): the INT8 matmul cannot fuse '%s'", n->name,
+                           n->op_type, a->fused[s->chain.tail_from]->name);
+        goto fail;
+    }
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(
+                          attr, q->n_w_scale == 1 ? 1 : nn, q->n_w_scale == 1 ? 0 : 1 << 1, oscale));
+    QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL));
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if ((st = qd_dnnl_reorder_const(g, n, &wei_user, w->data, wmd, &s->wei)) != QD_OK)
+        goto fail;
+    if (c && (st = qd_dnnl_reorder_const(g, n, &bias_md, bias_acc, &bias_md, &s->bias)) != QD_OK)
+        goto fail;
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src, &src_md, eng, DNNL_MEMORY_NONE));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst, &dst_md, eng, DNNL_MEMORY_NONE));
+    for (int i = 0; i < s->chain.n_binary; i++) {
+        const dnnl_memory_desc_t *bmd = dnnl_primitive_desc_query_md(
+            pd, dnnl_query_exec_arg_md,
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], bmd, eng, DNNL_MEMORY_NONE));
+    }
+    QD_DNNL_TRY(g, n, dnnl_primitive_create(&s->mm, pd));
+    const_dnnl_primitive_desc_t ppd;
+    QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->mm, &ppd));
+    s->head.impl = qd_dnnl_impl_name(ppd);
+    s->head.in_place_input = s->chain.sum_input;
+    *state = s;
+    s = NULL;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    qd_free(oscale);
+    qd_free(bias_acc);
+    matmul_s8_release(s);
+    return st;
+}
+
+static qd_status matmul_s8_execute(const qd_kernel_args *a, matmul_s8_state *s)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    dnnl_stream_t strm;
+    if ((st = qd_dnnl_get(g, n, NULL, &strm)) != QD_OK)
+        return st;
+    const qd_tensor *x = a->inputs[0];
+    qd_tensor *y = a->outputs[0];
+    if (qd_numel(x->rank, x->dims) != s->rows * s->k || qd_numel(y->rank, y->dims) != s->rows * s->n)
+        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
+                             "node '%s' (%s): shapes changed since the INT8 matmul was prepared",
+                             n->name, n->op_type);
+    dnnl_exec_arg_t args[4 + QD_DNNL_MAX_BINARY];
+    int na = 0;
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src, x->data));
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst, y->data));
+    for (int i = 0; i < s->chain.n_binary; i++) {
+        QD_DNNL_TRY(g, n,
+                    dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
+        args[na++] = (dnnl_exec_arg_t){
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
+    }
+    if (s->chain.sum_input >= 0) {
+        const qd_tensor *r = a->inputs[s->chain.sum_input];
+        if (r->data != y->data)
+            memcpy(y->data, r->data, y->nbytes);
+    }
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src};
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
+    if (s->bias)
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst};
+    QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->mm, strm, na, args));
+    QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
+fail:
+    return st;
+}
+
+static qd_status matmul_s8_run(const qd_kernel_args *a)
+{
+    return a->state ? matmul_s8_execute(a, a->state)
+                    : qd_dnnl_run_unprepared(a, matmul_s8_prepare, matmul_s8_release);
+}
+
+qd_kernel_impl qd_dnnl_matmul_s8_impl(void)
+{
+    return (qd_kernel_impl){"dnnl-s8", matmul_s8_run, matmul_s8_prepare, matmul_s8_release,
+                            qd_dnnl_in_place_ok};
+}

@@ -1,0 +1,39 @@
+/* Lowering QDQ groups to INT8 kernels, the way TensorRT builds a QDQ model.
+ *
+ * A QDQ model says "this op computes on int8 data" with DequantizeLinear
+ * nodes on its inputs: x_q -> DQ(s_x) -> Conv <- DQ(s_w[c]) <- W_q. The
+ * engine runs such a Conv (or MatMul/Gemm with a constant weight) as one
+ * INT8 kernel reading x_q and W_q directly; the DQ nodes then compute
+ * nothing anyone reads and are dropped. Around it:
+ *  - activations and a residual Add after the op are fused as post-ops,
+ *    as for float;
+ *  - when the (fused) result feeds only a QuantizeLinear to int8, the
+ *    kernel writes that Q's int8 output itself (requantization: the
+ *    next layer's input), else it writes float;
+ *  - with a requantized output, a residual operand that is itself
+ *    DQ(int8) is read as int8 (oneDNN's `sum` in the destination's type).
+ * Only symmetric int8 (zero point 0) groups are lowered; anything else
+ * runs as written (float DQ -> op -> Q), which is always correct. */
+#ifndef QD_ENGINE_LOWER_QDQ_H
+#define QD_ENGINE_LOWER_QDQ_H
+
+#include "engine/kernel.h"
+#include "ir/graph.h"
+
+/* The source of a DequantizeLinear output v that a lowered kernel may read
+ * instead: v = DQ(q, scale, 0) with q a non-constant int8 tensor and one
+ * float scale. Returns q and sets *scale, or NULL. */
+qd_value *qd_lower_dq_source(const qd_value *v, float *scale);
+
+/* When n (Conv, MatMul, Gemm) reads DQ(int8 activation) as input 0 and
+ * DQ(constant int8 weight, zero point 0, scales per output channel or one)
+ * as input 1: fills q (src_scale, weight scales) and returns 1 with the
+ * int8 values in *x_q and *w_q. */
+int qd_lower_anchor(const qd_node *n, qd_value **x_q, qd_value **w_q, qd_quant_params *q);
+
+/* When v's only use is one QuantizeLinear to int8 with zero point 0 and a
+ * float scale, and v is not a graph output: returns that node and sets
+ * *scale. Else NULL. */
+qd_node *qd_lower_requant_target(const qd_value *v, float *scale);
+
+#endif
