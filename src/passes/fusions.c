@@ -80,6 +80,37 @@ static int linear_weight(qd_graph *g, const qd_node *n)
     return n->op == QD_OP_GEMM || w->konst->rank == 2;
 }
 
+/* A Linear written as a Conv: 1x1 kernel, one group, no padding, on an
+ * N x C x 1 x 1 input with a constant weight. FlattenGemmToConv
+ * (qd_graph_convert_for_fusion) turns a classifier head into one; it stays
+ * a FusedLinear (and the Linear intensity rule applies to it). */
+static int linear_conv(qd_graph *g, const qd_node *n)
+{
+    const qd_value *x = n->inputs[0];
+    const qd_value *w = n->n_inputs > 1 ? n->inputs[1] : NULL;
+    if (!x || x->rank != 4 || x->dims[2] != 1 || x->dims[3] != 1 || !w || !w->konst ||
+        w->konst->rank != 4 || w->konst->dims[2] != 1 || w->konst->dims[3] != 1 ||
+        conv_group(g, n) != 1)
+        return 0;
+    const int64_t *pads = NULL;
+    size_t n_pads = 0;
+    if (qd_node_attr_ints(g, n, "pads", &pads, &n_pads) != QD_OK)
+        return 0;
+    for (size_t i = 0; i < n_pads; i++)
+        if (pads[i])
+            return 0;
+    const char *auto_pad = "NOTSET";
+    if (qd_node_attr_string(g, n, "auto_pad", "NOTSET", &auto_pad) != QD_OK)
+        return 0;
+    return !strcmp(auto_pad, "NOTSET") || !strcmp(auto_pad, "VALID");
+}
+
+/* A dense Conv that is not a Linear (alone, those are FusedLinear). */
+static int dense_conv_not_linear(qd_graph *g, const qd_node *n)
+{
+    return dense_conv(g, n) && !linear_conv(g, n);
+}
+
 /* ReduceMean over the spatial axes of a 4-D tensor: {2,3} or {-2,-1}. */
 static int reduces_hw(qd_graph *g, const qd_node *n)
 {
@@ -153,7 +184,7 @@ const qd_pattern qd_fusion_patterns[] = {
      * the report as their dense twins. */
     {"FusedConvBNReLU", {STEP_IF(CONV, depthwise_conv), OPT(BN), ACTIVATION}, 3,
      {{"uniform", IN | W}}},
-    {"FusedConvBN", {STEP_IF(CONV, dense_conv), OPT(BN)}, 2,
+    {"FusedConvBN", {STEP_IF(CONV, dense_conv_not_linear), OPT(BN)}, 2,
      {{"tensorrt", IN | W}, {"uniform", IN | W}}},
     {"FusedConvBN", {STEP_IF(CONV, depthwise_conv), OPT(BN)}, 2, {{"uniform", IN | W}}},
     {"FusedAdaptiveAvgPool2d", {STEP(GAP)}, 1, {{"uniform", IN}}},
@@ -163,6 +194,8 @@ const qd_pattern qd_fusion_patterns[] = {
                                                      QD_STEP_OTHER_CONST, NULL}},
      2,
      {{"tensorrt", IN | W}, {"uniform", IN | W}}},
+    /* A lone Conv that is a Linear (a converted classifier head). */
+    {"FusedLinear", {STEP_IF(CONV, linear_conv)}, 1, {{"tensorrt", IN | W}, {"uniform", IN | W}}},
     {"LayerNorm", {STEP(LAYERNORM)}, 1, {{NULL, 0}}},
     /* Scaled dot-product attention: MatMul(Q, K^T) [/ or * scale] [+ mask]
      * Softmax MatMul(., V), every MatMul operand an activation. */

@@ -2,6 +2,38 @@
 #ifndef QD_PASSES_PASSES_H
 #define QD_PASSES_PASSES_H
 
+#include <stdio.h>
+
 #include "ir/graph.h"
+
+/* How many times each conversion of qd_graph_convert_for_fusion applied. */
+typedef struct qd_conversion_counts {
+    int flatten_gemm_to_conv; /* FlattenGemmToConv: head Gemm -> Conv 1x1 -> Flatten */
+    int mha_in_proj_split;    /* DecomposeMultiheadAttention: packed Q/K/V projections split */
+} qd_conversion_counts;
+
+/* The conversions the fusion matcher wants, run to a fixed point (after
+ * qd_graph_infer_shapes and qd_graph_simplify, before qd_match_patterns).
+ * The graph stays valid ONNX at its opset and computes the same outputs
+ * (up to float rounding), under the same output names:
+ *  - Flatten(axis 1) of an N x C x 1 x 1 tensor -> Gemm with a constant
+ *    weight (transB 0 or 1, transA 0; alpha and beta folded into the
+ *    constants; optional constant bias of one value per output or one
+ *    value) becomes Conv(W as [M, C, 1, 1], bias) -> Flatten(axis 1);
+ *  - nn.MultiheadAttention's packed input projection, MatMul by an [E, n*E]
+ *    constant (n = 3: q, k, v; n = 2: k, v) [+ constant bias], read only by
+ *    Slices or Splits of the last axis into its E-wide parts, becomes one
+ *    MatMul [+ Add] per part with its own [E, E] weight.
+ * Anything else is left alone. counts may be NULL; it is zeroed first.
+ * Shapes are re-inferred when something changed. */
+qd_status qd_graph_convert_for_fusion(qd_graph *g, qd_conversion_counts *counts);
+
+/* Writes the counts as a Markdown table, rows only for conversions that
+ * applied:
+ *   | Conversion | Count |
+ *   |---|---:|
+ *   | `FlattenGemmToConv` | 1 |
+ */
+void qd_conversion_report(const qd_conversion_counts *counts, FILE *out);
 
 #endif

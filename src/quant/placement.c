@@ -36,10 +36,15 @@ static int weight_axis(qd_graph *g, const qd_node *n)
     return 1; /* MatMul [K, N] */
 }
 
-/* K*N/(K+N) of a Linear's constant weight: its arithmetic intensity. */
-static double linear_intensity(qd_graph *g, const qd_node *n)
+double qd_linear_intensity(qd_graph *g, const qd_node *n)
 {
     const qd_value *w = n->n_inputs > 1 ? n->inputs[1] : NULL;
+    if (n->op == QD_OP_CONV && w && w->konst && w->konst->rank == 4 &&
+        w->konst->dims[2] == 1 && w->konst->dims[3] == 1) {
+        /* A Linear written as a 1x1 Conv: [N, K, 1, 1] */
+        double nn = (double)w->konst->dims[0], k = (double)w->konst->dims[1];
+        return nn + k > 0 ? k * nn / (k + nn) : 1e30;
+    }
     if (!w || !w->konst || w->konst->rank != 2)
         return 1e30;
     int axis = weight_axis(g, n);
@@ -60,7 +65,7 @@ qd_status qd_plan_build(qd_graph *g, const qd_match_list *m, const char *target,
         qd_node *anchor = mt->nodes[0];
         const char *name = mt->pattern->name;
         if (mixed && !strcmp(name, "FusedLinear") &&
-            linear_intensity(g, anchor) < QD_LINEAR_MIN_INTENSITY) {
+            qd_linear_intensity(g, anchor) < QD_LINEAR_MIN_INTENSITY) {
             plan->linear_kept_high++;
             continue;
         }

@@ -32,6 +32,11 @@ typedef struct qd_qdq_plan {
 /* Below this K*N/(K+N), a Linear gains nothing from INT8 (mixed policy). */
 #define QD_LINEAR_MIN_INTENSITY 256.0
 
+/* K*N/(K+N) of a Linear's constant weight (Gemm, MatMul [K, N], or a 1x1
+ * Conv [N, K, 1, 1] that FlattenGemmToConv made): its arithmetic intensity.
+ * Huge when n has no such weight. */
+double qd_linear_intensity(qd_graph *g, const qd_node *n);
+
 /* Builds the plan for target ("tensorrt": pattern-aware mixed precision;
  * "uniform": every Conv and Linear, ModelOpt's INT8_DEFAULT_CFG). */
 qd_status qd_plan_build(qd_graph *g, const qd_match_list *matches, const char *target,
