@@ -15,6 +15,7 @@ python3 python3-torch python3-torchvision python3-onnx python3-numpy
 libcmocka-dev
 clang libclang-rt-14-dev
 valgrind
+chromium
 "
 
 # Node.js and npm run the test peer (onnxruntime-node from npm); machines
