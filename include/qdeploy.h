@@ -109,6 +109,8 @@ typedef struct qd_engine_options {
     int profile;    /* 1: time every step (qd_engine_profile) */
     int unfused;    /* 1: no fused steps, so every value exists in memory and
                        an observer sees it (calibration) */
+    int qdq_as_written; /* 1: run QDQ models as written (float DequantizeLinear
+                           -> op -> QuantizeLinear), no INT8 kernels */
 } qd_engine_options;
 
 /* Plans the graph for execution: binds symbolic dims, infers shapes, picks a
@@ -147,6 +149,19 @@ qd_status qd_engine_run(qd_engine *engine);
  * created with options.unfused. NULL removes the observer. */
 typedef void (*qd_value_observer)(void *user, const qd_tensor_info *value);
 void qd_engine_set_observer(qd_engine *engine, qd_value_observer fn, void *user);
+
+/* What the plan runs: steps in all, INT8 kernels (lowered QDQ groups; how
+ * many write int8 for the next layer), the Quantize/Dequantize steps left
+ * (precision changes: the CPU's "reformat" layers) and layout conversions. */
+typedef struct qd_engine_stats {
+    int steps;
+    int int8_steps;
+    int int8_requantized;
+    int quantize_steps;
+    int dequantize_steps;
+    int layout_conversions;
+} qd_engine_stats;
+void qd_engine_get_stats(const qd_engine *engine, qd_engine_stats *stats);
 
 /* Per-step timing of the last runs when options.profile was set: writes a
  * table (op type totals, or per node when per_node) to out. */

@@ -239,7 +239,7 @@ static qd_status plan_steps(qd_engine *e)
                                n->name);
         }
         qd_value *x_q = NULL, *w_q = NULL;
-        if (!e->opt.reference && !e->opt.unfused &&
+        if (!e->opt.reference && !e->opt.unfused && !e->opt.qdq_as_written &&
             qd_lower_anchor(n, &x_q, &w_q, &st->quant) && qd_dnnl_s8_supports(n, x_q, w_q)) {
             st->impl = qd_dnnl_s8_impl(n);
             st->lowered = 1;
@@ -876,4 +876,20 @@ qd_status qd_engine_profile(qd_engine *e, FILE *out, int per_node)
     fprintf(out, "%-24s %-6s %6s %10.3f\n", "total", "", "", total / (double)runs);
     qd_free(t);
     return QD_OK;
+}
+
+void qd_engine_get_stats(const qd_engine *e, qd_engine_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    for (size_t k = 0; e && k < e->n_steps; k++) {
+        const qd_step *s = &e->steps[k];
+        if (!s->impl.run)
+            continue; /* views */
+        st->steps++;
+        st->int8_steps += s->lowered;
+        st->int8_requantized += s->lowered && s->quant.dst_scale > 0.0f;
+        st->layout_conversions += s->node == NULL;
+        st->quantize_steps += s->node && s->node->op == QD_OP_QUANTIZE_LINEAR;
+        st->dequantize_steps += s->node && s->node->op == QD_OP_DEQUANTIZE_LINEAR;
+    }
 }

@@ -1,5 +1,5 @@
 /* qdeploy bench MODEL [--batch N] [--threads T] [--warmup W] [--iters I]
- *                     [--profile] [--reference] */
+ *                     [--profile] [--reference] [--no-int8] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +11,12 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: qdeploy bench MODEL [--batch N] [--threads T] [--warmup W] [--iters I]\n"
-                 "                    [--profile] [--reference]\n"
-                 "  Times inference on random inputs; prints median/min/max latency and the\n"
-                 "  time per op type (fused groups and layout conversions are their own\n"
-                 "  rows); --profile: time per node instead.\n");
+                 "                    [--profile] [--reference] [--no-int8]\n"
+                 "  Times inference on random inputs; prints median/min/max latency, what the\n"
+                 "  plan runs (INT8 kernels, Quantize/Dequantize steps) and the time per op\n"
+                 "  type (fused groups, precision changes and layout conversions are their\n"
+                 "  own rows); --profile: time per node instead. A QDQ model runs its QDQ\n"
+                 "  groups as INT8 kernels; --no-int8 runs it as written, in float.\n");
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -56,6 +58,8 @@ int qd_cli_bench(int argc, char **argv)
             per_node = 1;
         else if (!strcmp(argv[i], "--reference"))
             opt.reference = 1;
+        else if (!strcmp(argv[i], "--no-int8"))
+            opt.qdq_as_written = 1;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
@@ -118,6 +122,12 @@ int qd_cli_bench(int argc, char **argv)
     printf("%s: batch %lld, %d threads, %ld runs: median %.3f ms, min %.3f ms, max %.3f ms\n",
            model, (long long)(opt.batch ? opt.batch : 1), threads, iters, times[iters / 2],
            times[0], times[iters - 1]);
+    qd_engine_stats stats;
+    qd_engine_get_stats(e, &stats);
+    printf("plan: %d steps; INT8 kernels: %d (%d write int8); Quantize: %d, Dequantize: %d; "
+           "layout conversions: %d\n",
+           stats.steps, stats.int8_steps, stats.int8_requantized, stats.quantize_steps,
+           stats.dequantize_steps, stats.layout_conversions);
     qd_engine_profile(e, stdout, per_node);
     rc = 0;
 done:

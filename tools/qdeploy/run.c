@@ -13,10 +13,11 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: qdeploy run MODEL --input [NAME=]x.npy ... [--output [NAME=]y.npy ...]\n"
-            "                  [--threads T] [--reference]\n"
+            "                  [--threads T] [--reference] [--no-int8]\n"
             "  Runs the model on .npy inputs (one per graph input, in order, or by name)\n"
             "  and writes outputs as .npy; prints each output's shape and top values.\n"
-            "  A symbolic batch dimension takes the inputs' first dimension.\n");
+            "  A symbolic batch dimension takes the inputs' first dimension. QDQ groups\n"
+            "  run as INT8 kernels; --no-int8 runs a QDQ model as written, in float.\n");
 }
 
 typedef struct named_path {
@@ -73,6 +74,8 @@ int qd_cli_run(int argc, char **argv)
                 return qd_cli_fail("--threads takes a positive number");
         } else if (!strcmp(argv[i], "--reference")) {
             opt.reference = 1;
+        } else if (!strcmp(argv[i], "--no-int8")) {
+            opt.qdq_as_written = 1;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
