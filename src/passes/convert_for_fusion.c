@@ -410,6 +410,11 @@ qd_status qd_graph_convert_for_fusion(qd_graph *g, qd_conversion_counts *counts)
     return qd_graph_infer_shapes(g);
 }
 
+int qd_conversion_total(const qd_conversion_counts *c)
+{
+    return c ? c->flatten_gemm_to_conv + c->mha_in_proj_split : 0;
+}
+
 void qd_conversion_report(const qd_conversion_counts *c, FILE *out)
 {
     if (!c || !out)

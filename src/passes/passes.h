@@ -28,6 +28,9 @@ typedef struct qd_conversion_counts {
  * Shapes are re-inferred when something changed. */
 qd_status qd_graph_convert_for_fusion(qd_graph *g, qd_conversion_counts *counts);
 
+/* The number of conversions applied, all kinds together. */
+int qd_conversion_total(const qd_conversion_counts *counts);
+
 /* Writes the counts as a Markdown table, rows only for conversions that
  * applied:
  *   | Conversion | Count |

@@ -112,16 +112,20 @@ static qd_status oom(qd_error *err)
 
 /* ---- prepare ---------------------------------------------------------------- */
 
-qd_status qd_quantize_prepare(qd_graph *g, qd_error *err)
+/* counts (may be NULL): what the conversions for fusion did. */
+static qd_status prepare(qd_graph *g, qd_conversion_counts *counts, qd_error *err)
 {
     qd_status st = qd_graph_infer_shapes(g);
     if (st == QD_OK)
         st = qd_graph_simplify(g);
     /* Conversions for fusion (Flatten -> Gemm into a 1x1 Conv, attention
-     * decomposition, ...) run here, between simplify and matching:
-     * qd_graph_convert_for_fusion(g) from passes/passes.h. */
+     * decomposition), between simplify and matching. */
+    if (st == QD_OK)
+        st = qd_graph_convert_for_fusion(g, counts);
     return st == QD_OK ? QD_OK : graph_error(err, g, st);
 }
+
+qd_status qd_quantize_prepare(qd_graph *g, qd_error *err) { return prepare(g, NULL, err); }
 
 /* ---- node helpers ----------------------------------------------------------- */
 
@@ -151,19 +155,11 @@ static int is_depthwise(qd_graph *g, const qd_node *n)
     return group == c;
 }
 
-/* K*N/(K+N) of a Linear's constant 2-D weight (the same measure placement
- * uses; huge when it does not apply). */
+/* K*N/(K+N) of a Linear's constant weight: placement's own measure (also
+ * for a head FlattenGemmToConv made a 1x1 Conv). */
 static double linear_intensity(qd_graph *g, const qd_node *n)
 {
-    const qd_value *w = n->n_inputs > 1 ? n->inputs[1] : NULL;
-    if (!w || !w->konst || w->konst->rank != 2)
-        return 1e30;
-    int64_t trans_b = 0;
-    if (n->op == QD_OP_GEMM)
-        qd_node_attr_int(g, n, "transB", 0, &trans_b);
-    int axis = n->op == QD_OP_GEMM ? (trans_b ? 0 : 1) : 1;
-    double nn = (double)w->konst->dims[axis], k = (double)w->konst->dims[1 - axis];
-    return k * nn / (k + nn);
+    return qd_linear_intensity(g, n);
 }
 
 /* ---- --include / --exclude ---------------------------------------------------- */
@@ -843,7 +839,7 @@ qd_status qd_quantize_graph(qd_graph *g, qd_dataset *calib, const qd_quantize_op
     unsigned char *excluded = NULL;
     qd_dataset *owned = NULL;
     input_shapes shapes = {0};
-    qd_status st = qd_quantize_prepare(g, err);
+    qd_status st = prepare(g, &r->conversions, err);
     if (st != QD_OK)
         goto done;
     if ((st = qd_match_patterns(g, ptarget, &r->matches)) != QD_OK) {
@@ -1056,6 +1052,10 @@ static size_t count_tensors(const qd_quantize_result *r, qd_plan_kind kind)
 
 void qd_quantize_report_text(const qd_quantize_result *r, FILE *out)
 {
+    if (qd_conversion_total(&r->conversions)) {
+        qd_conversion_report(&r->conversions, out);
+        fputc('\n', out);
+    }
     qd_match_report(&r->matches, out);
     fprintf(out, "\nQDQ pairs: %d activation inputs, %d residual inputs, %d per-channel weights\n",
             r->pairs_activation, r->pairs_residual, r->pairs_weight);

@@ -29,6 +29,7 @@
 
 #include "data/dataset.h"
 #include "ir/graph.h"
+#include "passes/passes.h"
 #include "passes/pattern.h"
 #include "quant/calibrate.h"
 #include "quant/placement.h"
@@ -113,6 +114,7 @@ typedef struct qd_quantize_result {
     const char *target;        /* the pattern target used ("tensorrt", "uniform") */
     qd_quantize_policy policy;
     int method;                /* qd_observer_kind used for activations */
+    qd_conversion_counts conversions; /* conversions for fusion applied by this call */
     qd_match_list matches;     /* the fusions (nodes point into the graph) */
     qd_fusion_count *fusions;
     size_t n_fusions;

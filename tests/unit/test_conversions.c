@@ -567,6 +567,8 @@ static void test_report_and_errors(void **state)
     assert_non_null(strstr(r, "| `DecomposeMultiheadAttention` | 12 |\n"));
     assert_null(strstr(r, "FlattenGemmToConv"));
     free(r);
+    assert_int_equal(qd_conversion_total(&c), 12);
+    assert_int_equal(qd_conversion_total(NULL), 0);
     qd_conversion_report(NULL, stdout); /* harmless */
 
     assert_int_equal(qd_graph_convert_for_fusion(NULL, &c), QD_STATUS_INVALID_ARGUMENT);
