@@ -176,6 +176,43 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
     taken[q->id] = 1;
 }
 
+/* Moves each step that waits for a later node (a fused Add's operand) to
+ * just after the step running that node. Safe: the step's own inputs were
+ * ready at its old place, and whatever reads its output reads the fused
+ * Add's result, so comes after the operand's node too. 0 on OOM. */
+static int run_after_operands(qd_engine *e)
+{
+    qd_graph *g = e->graph;
+    int *step_of = qd_malloc((g->n_nodes + 1) * sizeof *step_of);
+    if (!step_of)
+        return 0;
+    for (int moved = 1; moved;) { /* each step moves at most once */
+        moved = 0;
+        for (size_t i = 0; i < g->n_nodes; i++)
+            step_of[i] = -1;
+        for (size_t k = 0; k < e->n_steps; k++) {
+            const qd_step *st = &e->steps[k];
+            step_of[st->node->id] = (int)k;
+            for (int f = 0; f < st->n_fused; f++)
+                step_of[st->fused[f]->id] = (int)k;
+        }
+        for (size_t k = 0; k < e->n_steps; k++) {
+            qd_step *st = &e->steps[k];
+            int t = st->wait_for ? step_of[st->wait_for->id] : -1;
+            if (t <= (int)k)
+                continue; /* made by a folded constant, or already before */
+            qd_step keep = *st;
+            keep.wait_for = NULL;
+            memmove(&e->steps[k], &e->steps[k + 1], (size_t)(t - (int)k) * sizeof *st);
+            e->steps[t] = keep;
+            moved = 1;
+            break; /* indices changed: recompute */
+        }
+    }
+    qd_free(step_of);
+    return 1;
+}
+
 /* DequantizeLinear steps nobody reads any more (their INT8 consumers read
  * the int8 data), then the QuantizeLinear steps that only fed them. */
 static void drop_unread_qdq(qd_engine *e)
@@ -260,6 +297,8 @@ static qd_status plan_steps(qd_engine *e)
         e->n_steps++;
     }
     qd_free(taken);
+    if (!run_after_operands(e))
+        return engine_fail(e, QD_STATUS_OUT_OF_MEMORY, "out of memory");
     drop_unread_qdq(e);
     return QD_OK;
 }

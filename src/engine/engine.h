@@ -65,6 +65,9 @@ typedef struct qd_step {
     qd_kernel_impl impl;
     void *state;
     int dynamic; /* output shapes computed at run time */
+    /* A node after the anchor that makes an operand of a fused Add: the
+     * step runs after that node's step (see plan_steps). NULL: none. */
+    const qd_node *wait_for;
     int lowered; /* an INT8 kernel of a QDQ group: quant holds its scales */
     qd_quant_params quant;
     char label[96]; /* "Conv+Add+Relu", for the profile */

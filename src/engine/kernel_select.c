@@ -45,10 +45,14 @@ void qd_engine_fuse_step(const qd_engine *e, qd_step *step, unsigned char *taken
             if (next->n_inputs != 2 || next->inputs[0] == next->inputs[1])
                 return;
             other = next->inputs[0] == carried ? next->inputs[1] : next->inputs[0];
-            /* The other operand must be ready before this step runs: it
-             * cannot come from a node after the anchor. */
-            if (other->producer && other->producer->id > step->node->id)
-                return;
+            /* An operand made by a node after the anchor (ResNet's
+             * downsample branch, listed after the main branch) is waited
+             * for: the engine moves the step after that node's step. */
+            if (other->producer && other->producer->id > step->node->id) {
+                if (step->wait_for)
+                    return;
+                step->wait_for = other->producer;
+            }
         }
         if (!(step->lowered ? qd_dnnl_fusable_after(step->node, next, other)
                             : qd_dnnl_fusable(step->node, next, other)))
