@@ -21,6 +21,8 @@
 // Models are names in the cache made by tools/fixtures/export_torchvision.py
 // (CACHE/NAME.onnx; bench/run_engine_vs_ort.sh exports them) or paths to .onnx files.
 // The table goes to stdout and, between the markers below, into bench/RESULTS.md.
+// The helpers (options, qdeploy rounds, medians, run metadata, the marked
+// section of RESULTS.md) are exported for int8_vs_ort.js.
 
 const { execFileSync } = require('child_process');
 const fs = require('fs');
@@ -43,16 +45,20 @@ function usage(out) {
             `  models: names in the cache (default: ${ALL_MODELS.join(' ')}) or .onnx paths\n`);
 }
 
-function parseArgs(argv) {
+// The options the drivers share; `flags` maps a driver's own boolean options
+// to their keys in the result (false unless given).
+function parseArgs(argv, { prog = 'engine_vs_ort', use = usage,
+                           flags = { '--check': 'check' } } = {}) {
   const o = {
     models: [], cache: path.join(ROOT, '.cache', 'torchvision'),
     qdeploy: path.join(ROOT, 'build', 'qdeploy'), threads: ortb.defaultThreads(),
-    rounds: 5, warmup: 3, iters: 10, check: false,
+    rounds: 5, warmup: 3, iters: 10,
     results: path.join(ROOT, 'bench', 'RESULTS.md'),
   };
+  for (const key of Object.values(flags)) o[key] = false;
   const fail = (msg) => {
-    process.stderr.write(`engine_vs_ort: ${msg}\n`);
-    usage(process.stderr);
+    process.stderr.write(`${prog}: ${msg}\n`);
+    use(process.stderr);
     process.exit(2);
   };
   for (let i = 0; i < argv.length; i++) {
@@ -70,10 +76,10 @@ function parseArgs(argv) {
     else if (a === '--rounds') o.rounds = num(1);
     else if (a === '--warmup') o.warmup = num(0);
     else if (a === '--iters') o.iters = num(1);
-    else if (a === '--check') o.check = true;
+    else if (Object.prototype.hasOwnProperty.call(flags, a)) o[flags[a]] = true;
     else if (a === '--results') o.results = path.resolve(val());
     else if (a === '--no-results') o.results = null;
-    else if (a === '--help' || a === '-h') { usage(process.stdout); process.exit(0); }
+    else if (a === '--help' || a === '-h') { use(process.stdout); process.exit(0); }
     else if (!a.startsWith('-')) o.models.push(a);
     else fail(`unknown option ${a}`);
   }
@@ -94,6 +100,11 @@ function median(xs) {
   return n % 2 ? s[n >> 1] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
+// "min–max" of round medians, for judging the noise behind a median.
+function range(xs) {
+  return xs.length ? `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}` : '-';
+}
+
 function firstLine(s) {
   return String(s || '').trim().split('\n')[0];
 }
@@ -109,28 +120,22 @@ function runQdeploy(o, args) {
   }
 }
 
-// One `qdeploy bench` round: {median, min, max} from its first line.
+// One `qdeploy bench` round: {median, min, max} from its first line, and the
+// whole output (plan line, per-op profile) as `out`.
 function qdeployRound(o, file) {
   const out = runQdeploy(o, ['bench', file, '--threads', String(o.threads),
                              '--warmup', String(o.warmup), '--iters', String(o.iters)]);
   const m = /(\d+) runs: median ([\d.]+) ms, min ([\d.]+) ms, max ([\d.]+) ms/.exec(out);
   if (!m || Number(m[1]) !== o.iters)
     throw new Error(`cannot parse qdeploy bench output: ${firstLine(out)}`);
-  return { median: Number(m[2]), min: Number(m[3]), max: Number(m[4]) };
+  return { median: Number(m[2]), min: Number(m[3]), max: Number(m[4]), out };
 }
 
 // Same seeded standard normal input through both engines; max |diff| per output.
 async function check(o, file, session) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qd-engine-vs-ort-'));
   try {
-    let spare = null;
-    const normal = (u) => {  // Box-Muller
-      if (spare !== null) { const s = spare; spare = null; return s; }
-      const r = Math.sqrt(-2 * Math.log(1 - u())), t = 2 * Math.PI * u();
-      spare = r * Math.sin(t);
-      return r * Math.cos(t);
-    };
-    const feeds = ortb.makeFeeds(session, { seed: 1234, fill: normal });
+    const feeds = ortb.makeFeeds(session, { seed: 1234, fill: ortb.normalFill() });
     const args = ['run', file, '--threads', String(o.threads)];
     session.inputNames.forEach((name, i) => {
       const p = path.join(dir, `x${i}.npy`);
@@ -246,7 +251,6 @@ function table(o, results) {
   const rows = ['| model | qdeploy ms | onnxruntime ms | qdeploy/ort | qdeploy round medians | ' +
                 'onnxruntime round medians |' + (o.check ? ' max abs diff |' : ''),
                 '|---|---:|---:|---:|---|---|' + (o.check ? '---:|' : '')];
-  const range = (xs) => (xs.length ? `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}` : '-');
   for (const r of results) {
     const qd = r.qd.length ? median(r.qd.map((s) => s.median)) : null;
     const ort = r.ort.length ? median(r.ort.map((s) => s.median)) : null;
@@ -264,17 +268,24 @@ function table(o, results) {
   return rows.join('\n');
 }
 
-function section(o, results, meta) {
+// The notes every section starts with: when, where, with what.
+function metaLines(o, meta) {
   return [
-    BEGIN,
-    '## qdeploy engine vs onnxruntime (CPU, float32, batch 1)',
-    '',
     `- date: ${meta.date}`,
     `- machine: ${meta.cpu}; load average at start ${meta.load}`,
     `- threads: ${o.threads} (qdeploy \`--threads ${o.threads}\`; onnxruntime intra-op ` +
       `${o.threads}, inter-op 1, sequential, graphOptimizationLevel 'all')`,
     `- onnxruntime: onnxruntime-node ${meta.ortVersion} (npm, its bundled CPU library)`,
     `- qdeploy: git ${meta.git}` + (meta.env ? `; environment: ${meta.env}` : ''),
+  ];
+}
+
+function section(o, results, meta) {
+  return [
+    BEGIN,
+    '## qdeploy engine vs onnxruntime (CPU, float32, batch 1)',
+    '',
+    ...metaLines(o, meta),
     `- method: per model ${o.rounds} rounds, engines alternating (which goes first alternates ` +
       `too); each round ${o.warmup} warm-up + ${o.iters} timed runs on one uniform [-1, 1) input; ` +
       'an engine\'s figure is the median of its round medians; ratio < 1: qdeploy is faster. ' +
@@ -288,26 +299,25 @@ function section(o, results, meta) {
   ].join('\n');
 }
 
-function writeResults(file, text) {
+// Replaces the text between `begin` and `end` in `file` (which `text` starts and
+// ends with), or appends it; the file is replaced atomically.
+function writeResults(file, text, begin = BEGIN, end = END) {
   let old = '';
   try { old = fs.readFileSync(file, 'utf8'); } catch (e) {
     old = '# qdeploy benchmarks\n\nWritten by the scripts in this folder; each section is ' +
           'replaced by the script that made it.\n';
   }
-  const b = old.indexOf(BEGIN), e = old.indexOf(END);
-  const next = b >= 0 && e > b ? old.slice(0, b) + text + old.slice(e + END.length)
+  const b = old.indexOf(begin), e = old.indexOf(end);
+  const next = b >= 0 && e > b ? old.slice(0, b) + text + old.slice(e + end.length)
                                : old.replace(/\n*$/, '\n\n') + text + '\n';
   const tmp = `${file}.tmp.${process.pid}`;
   fs.writeFileSync(tmp, next);
   fs.renameSync(tmp, file);
 }
 
-async function main() {
-  const argv = process.argv.slice(2);
-  const o = parseArgs(argv);
-  if (!fs.existsSync(o.qdeploy))
-    throw new Error(`${o.qdeploy} not found: build first (cmake -S . -B build && cmake --build build)`);
-  const meta = {
+// What the section's notes say about this run; `script` is the driver's file.
+function runMeta(argv, script) {
+  return {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     cpu: cpuInfo(),
     load: os.loadavg().map((x) => x.toFixed(2)).join(' '),
@@ -317,9 +327,21 @@ async function main() {
     env: Object.keys(process.env).filter((k) => /^(OMP_|GOMP_|KMP_|ONEDNN_|DNNL_)/.test(k)).sort()
       .map((k) => `${k}=${process.env[k]}`).join(' '),
     command: process.env.QD_BENCH_COMMAND ||
-             ['node', path.relative(process.cwd(), __filename) || __filename, ...argv]
+             ['node', path.relative(process.cwd(), script) || script, ...argv]
                .map(shellQuote).join(' '),
   };
+}
+
+function needQdeploy(o) {
+  if (!fs.existsSync(o.qdeploy))
+    throw new Error(`${o.qdeploy} not found: build first (cmake -S . -B build && cmake --build build)`);
+}
+
+async function main() {
+  const argv = process.argv.slice(2);
+  const o = parseArgs(argv);
+  needQdeploy(o);
+  const meta = runMeta(argv, __filename);
   console.log(`engine vs onnxruntime ${meta.ortVersion}: ${meta.cpu}, ${o.threads} threads, ` +
               `${o.rounds} rounds x (${o.warmup} warm-up + ${o.iters} runs)`);
   const results = [];
@@ -341,7 +363,14 @@ async function main() {
   return results.some((r) => r.error) ? 1 : 0;
 }
 
-main().then((rc) => process.exit(rc), (e) => {
-  console.error('engine_vs_ort: ' + (e && e.message ? e.message : e));
-  process.exit(1);
-});
+module.exports = {
+  ROOT, ALL_MODELS, parseArgs, modelPath, modelName, median, range, firstLine, runQdeploy,
+  qdeployRound, runMeta, metaLines, needQdeploy, writeResults,
+};
+
+if (require.main === module) {
+  main().then((rc) => process.exit(rc), (e) => {
+    console.error('engine_vs_ort: ' + (e && e.message ? e.message : e));
+    process.exit(1);
+  });
+}

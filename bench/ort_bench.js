@@ -11,8 +11,8 @@
 // Session: CPU execution provider, intra-op threads T (default: all cores),
 // inter-op threads 1, sequential execution, graphOptimizationLevel 'all'.
 // Inputs are uniform [-1, 1) floats (fixed seed), like qdeploy bench's.
-// The functions are also used by engine_vs_ort.js, which keeps one session
-// alive across its measurement rounds.
+// The functions are also used by engine_vs_ort.js and int8_vs_ort.js, which
+// keep their sessions alive across their measurement rounds.
 
 const os = require('os');
 const path = require('path');
@@ -79,6 +79,18 @@ function inputShapes(session, batch) {
     const dims = m.shape.map((d, k) => (typeof d === 'number' && d >= 0 ? d : k === 0 ? batch : 1));
     return { name, type: m.type, dims };
   });
+}
+
+// A `fill` for makeFeeds: standard normal values (Box-Muller on `u`, a uniform
+// [0, 1) source such as rng()); one per call, a pair per two draws.
+function normalFill() {
+  let spare = null;
+  return (u) => {
+    if (spare !== null) { const s = spare; spare = null; return s; }
+    const r = Math.sqrt(-2 * Math.log(1 - u())), t = 2 * Math.PI * u();
+    spare = r * Math.sin(t);
+    return r * Math.cos(t);
+  };
 }
 
 // Inputs filled by `fill(rand)` per float element: uniform [-1, 1) by default.
@@ -155,7 +167,8 @@ async function main(argv) {
 }
 
 module.exports = {
-  ort, ortVersion, defaultThreads, openSession, makeFeeds, timeRound, summary, formatLine, rng,
+  ort, ortVersion, defaultThreads, openSession, inputShapes, makeFeeds, normalFill, timeRound,
+  summary, formatLine, rng,
 };
 
 if (require.main === module) {
