@@ -240,6 +240,16 @@ static int split_parts(qd_graph *g, qd_node *s, int rank, int64_t m, part *parts
 
 static int by_begin(const part *a, const part *b) { return a->begin < b->begin; }
 
+/* 1 when nothing reads n's outputs: with a symbolic batch, torch's Shape of
+ * the packed output stays behind once the Gather after it is folded. */
+static int is_dead(const qd_node *n)
+{
+    for (int k = 0; k < n->n_outputs; k++)
+        if (n->outputs[k] && (n->outputs[k]->n_uses || n->outputs[k]->is_output))
+            return 0;
+    return 1;
+}
+
 /* MatMul node mm: returns 1 when its packed output was split, 0 when it is
  * not nn.MultiheadAttention's packed projection, -1 on error. */
 static int split_packed_projection(qd_graph *g, qd_node *mm)
@@ -273,9 +283,10 @@ static int split_packed_projection(qd_graph *g, qd_node *mm)
         return 0;
 
     /* Every reader of p takes E-wide parts of the last axis that together
-     * cover it once. */
+     * cover it once (or is dead: its outputs unread). */
     part parts[QD_MAX_PARTS];
-    int n = 0;
+    qd_node *dead[QD_MAX_PARTS];
+    int n = 0, n_dead = 0;
     for (size_t u = 0; u < p->n_uses; u++) {
         qd_node *r = p->uses[u].node;
         if (p->uses[u].input != 0)
@@ -294,6 +305,8 @@ static int split_packed_projection(qd_graph *g, qd_node *mm)
             if (!got)
                 return 0;
             n += got;
+        } else if (is_dead(r) && n_dead < QD_MAX_PARTS) {
+            dead[n_dead++] = r; /* goes with p */
         } else {
             return 0;
         }
@@ -348,6 +361,8 @@ static int split_packed_projection(qd_graph *g, qd_node *mm)
         if (!seen)
             qd_graph_remove_node(g, parts[i].reader);
     }
+    for (int i = 0; i < n_dead; i++)
+        qd_graph_remove_node(g, dead[i]);
     if (add)
         qd_graph_remove_node(g, add);
     qd_graph_remove_node(g, mm);

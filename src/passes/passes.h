@@ -22,8 +22,9 @@ typedef struct qd_conversion_counts {
  *    value) becomes Conv(W as [M, C, 1, 1], bias) -> Flatten(axis 1);
  *  - nn.MultiheadAttention's packed input projection, MatMul by an [E, n*E]
  *    constant (n = 3: q, k, v; n = 2: k, v) [+ constant bias], read only by
- *    Slices or Splits of the last axis into its E-wide parts, becomes one
- *    MatMul [+ Add] per part with its own [E, E] weight.
+ *    Slices or Splits of the last axis into its E-wide parts (and nodes
+ *    whose outputs nothing reads, removed with it), becomes one MatMul
+ *    [+ Add] per part with its own [E, E] weight.
  * Anything else is left alone. counts may be NULL; it is zeroed first.
  * Shapes are re-inferred when something changed. */
 qd_status qd_graph_convert_for_fusion(qd_graph *g, qd_conversion_counts *counts);
