@@ -148,27 +148,38 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
     qd_node *q = st->n_outputs >= 1 ? qd_lower_requant_target(st->outputs[0], &dst_scale) : NULL;
     if (!q || taken[q->id])
         return;
-    int n_add = 0;
+    /* Relu and an int8 residual commute with the scale: it folds into the
+     * output scales. GELU and friends, or a bias Add (a MatMul's), compute
+     * in real units before a final 1/dst_scale post-op. A full-shape Add
+     * must be an int8 residual (oneDNN sums in dst's type). */
+    int post_op = 0, extra = st->node->n_inputs, n_residual = 0;
+    const qd_value *y = st->outputs[0];
     for (int f = 0; f < st->n_fused; f++) {
-        if (st->fused[f]->op == QD_OP_ADD)
-            n_add++;
-        else if (st->fused[f]->op != QD_OP_RELU)
+        qd_op op = st->fused[f]->op;
+        if (op == QD_OP_ADD) {
+            if (extra >= st->n_inputs || !st->inputs[extra])
+                return;
+            const qd_value *r = st->inputs[extra];
+            float residual_scale;
+            if (r->rank == y->rank && !memcmp(r->dims, y->dims, (size_t)y->rank * 8)) {
+                qd_value *r_q = qd_lower_dq_source(r, &residual_scale);
+                if (!r_q || n_residual++)
+                    return;
+                st->inputs[extra] = r_q;
+                st->in_slot[extra] = r_q->id;
+                st->quant.residual_scale = residual_scale;
+            } else {
+                post_op = 1; /* a per-channel operand, in real units */
+            }
+            extra++;
+        } else if (op == QD_OP_GELU || op == QD_OP_SIGMOID || op == QD_OP_TANH ||
+                   op == QD_OP_CLIP || op == QD_OP_HARD_SWISH) {
+            post_op = 1;
+        } else if (op != QD_OP_RELU) {
             return;
+        }
     }
-    int extra = st->node->n_inputs;
-    float residual_scale = 0.0f;
-    qd_value *r_q = NULL;
-    if (n_add > 1 || (n_add == 1 && (extra >= st->n_inputs || !st->inputs[extra])))
-        return;
-    if (n_add == 1) {
-        const qd_value *r = st->inputs[extra], *y = st->outputs[0];
-        r_q = qd_lower_dq_source(r, &residual_scale);
-        if (!r_q || r->rank != y->rank || memcmp(r->dims, y->dims, (size_t)y->rank * 8) != 0)
-            return;
-        st->inputs[extra] = r_q;
-        st->in_slot[extra] = r_q->id;
-        st->quant.residual_scale = residual_scale;
-    }
+    st->quant.requant_post_op = post_op;
     st->quant.dst_scale = dst_scale;
     st->outputs[0] = q->outputs[0];
     st->out_slot[0] = q->outputs[0]->id;

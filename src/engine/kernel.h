@@ -16,6 +16,11 @@ typedef struct qd_quant_params {
     int64_t n_w_scale;    /* 1 (per tensor) or one per output channel */
     float residual_scale; /* > 0: the fused Add's operand is int8 at this scale */
     float dst_scale;      /* > 0: outputs[0] is int8 at this scale; 0: float32 */
+    /* With dst_scale: 0 when the fused chain commutes with a positive scale
+     * (Relu, an int8 residual) and 1/dst_scale is folded into the output
+     * scales; 1 when the chain computes in real units and a final linear
+     * post-op scales by 1/dst_scale (GELU, bias Adds after a MatMul). */
+    int requant_post_op;
 } qd_quant_params;
 
 typedef struct qd_kernel_args {

@@ -262,6 +262,7 @@ static void test_conv_groups(void **state)
 
 /* x[B,T,K] -> QDQ -> MatMul(W[K,N]) -> Add bias -> [Relu] -> [QDQ], or the
  * Gemm form with transB and C. */
+/* relu: 0 none, 1 Relu, 2 Gelu. */
 static void run_linear_case(int gemm, int64_t b, int64_t t, int64_t k, int64_t nn, int relu,
                             int requant)
 {
@@ -291,7 +292,7 @@ static void run_linear_case(int gemm, int64_t b, int64_t t, int64_t k, int64_t n
         y = node1(g, "Add", a, 2);
     }
     if (relu)
-        y = node1(g, "Relu", &y, 1);
+        y = node1(g, relu == 2 ? "Gelu" : "Relu", &y, 1);
     float step = 0.0f;
     if (requant) {
         step = 0.04f;
@@ -308,9 +309,9 @@ static void run_linear_case(int gemm, int64_t b, int64_t t, int64_t k, int64_t n
     snprintf(what, sizeof what, "%s b%lld t%lld k%lld n%lld relu%d rq%d", gemm ? "gemm" : "matmul",
              (long long)b, (long long)t, (long long)k, (long long)nn, relu, requant);
     assert_int_equal(lowered, 1);
-    /* A Gemm's bias is the kernel's own; a MatMul's bias Add is a float
-     * post-op after scaling, so only the Gemm requantizes in the kernel. */
-    assert_int_equal(requantized, gemm && requant ? 1 : 0);
+    /* Requantized in the kernel: a Gemm's bias is the kernel's own, a
+     * MatMul's bias Add and GELU run in real units before 1/s_y. */
+    assert_int_equal(requantized, requant ? 1 : 0);
     compare(fast, ref, b * t * nn, step, what);
     free(fast);
     free(ref);
@@ -325,9 +326,11 @@ static void test_linear_groups(void **state)
     run_linear_case(0, 2, 49, 64, 256, 1, 1);
     run_linear_case(1, 1, 1, 512, 10, 0, 0);
     run_linear_case(1, 4, 1, 128, 64, 1, 1);
+    run_linear_case(0, 1, 49, 96, 384, 2, 1); /* ConvNeXt's fc1: bias, GELU, requantized */
+    run_linear_case(1, 2, 3, 64, 32, 2, 0);
     for (int i = 0; i < 6; i++)
         run_linear_case(irand(0, 1), irand(1, 2), irand(1, 40), 16 * irand(1, 12),
-                        16 * irand(1, 12), irand(0, 1), irand(0, 1));
+                        16 * irand(1, 12), irand(0, 2), irand(0, 1));
 }
 
 /* The AVX-512 Quantize/Dequantize against the reference kernel. */

@@ -56,7 +56,8 @@ static qd_status scales_and_bias(const qd_kernel_args *a, int64_t oc, const qd_t
     for (int64_t c = 0; c < oc; c++) {
         float sw = q->w_scale[q->n_w_scale == 1 ? 0 : c];
         float acc_scale = q->src_scale * sw;
-        oscale[c] = q->dst_scale > 0.0f ? acc_scale / q->dst_scale : acc_scale;
+        oscale[c] = q->dst_scale > 0.0f && !q->requant_post_op ? acc_scale / q->dst_scale
+                                                               : acc_scale;
         if (bias_acc)
             bias_acc[c] = ((const float *)b->data)[c] / acc_scale;
     }
@@ -161,6 +162,8 @@ static qd_status conv_s8_prepare(const qd_kernel_args *a, void **state)
                            a->fused[s->chain.tail_from]->name);
         goto fail;
     }
+    if ((st = qd_dnnl_requant_post_op(a, po)) != QD_OK)
+        goto fail;
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(attr, gm.oc, 1 << 1, oscale));

@@ -278,6 +278,26 @@ static int same_dims(const qd_tensor *t, int rank, const int64_t *dims)
     return 1;
 }
 
+qd_status qd_dnnl_requant_post_op(const qd_kernel_args *a, dnnl_post_ops_t po)
+{
+    const qd_quant_params *q = a->quant;
+    if (!q || q->dst_scale <= 0.0f || !q->requant_post_op)
+        return QD_OK;
+    for (int i = 0; i < dnnl_post_ops_len(po); i++) {
+        float scale, alpha, beta;
+        dnnl_alg_kind_t alg;
+        if (dnnl_post_ops_get_kind(po, i) == dnnl_eltwise &&
+            dnnl_post_ops_get_params_eltwise(po, i, &scale, &alg, &alpha, &beta) == dnnl_success &&
+            alg == dnnl_eltwise_linear)
+            return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
+                                 "node '%s' (%s): cannot requantize after a linear post-op",
+                                 a->node->name, a->node->op_type);
+    }
+    dnnl_status_t s = dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear,
+                                                   1.0f / q->dst_scale, 0.0f);
+    return s == dnnl_success ? QD_OK : qd_dnnl_fail(a->graph, a->node, s, "requantize post-op");
+}
+
 qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                                  const dnnl_memory_desc_t *dst_md,
                                  const dnnl_memory_desc_t *full_md, qd_dnnl_residual residual,
@@ -312,10 +332,11 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                                      "inputs",
                                      anchor->name, anchor->op_type, n->name);
             const qd_tensor *t = a->inputs[extra];
-            /* An INT8 step writing int8 adds an int8 residual in dst's own
-             * type (`sum` reads dst): scaled to dst's units. */
+            /* An INT8 step writing int8 adds a full-shape residual in dst's
+             * own type, int8 (`sum` reads dst), scaled to dst's units. */
             const qd_quant_params *q = a->quant;
-            int int8_sum = q && q->dst_scale > 0.0f;
+            int int8_sum = q && q->dst_scale > 0.0f && same_dims(t, a->outputs[0]->rank,
+                                                                 a->outputs[0]->dims);
             if (t->dtype != (int8_sum ? QD_DT_INT8 : QD_DT_FLOAT) ||
                 (int8_sum && (q->residual_scale <= 0.0f || residual != QD_DNNL_RESIDUAL_SUM ||
                               chain->sum_input >= 0)))
@@ -332,13 +353,10 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                 chain->tail_from = k;
                 break;
             }
-            if (int8_sum && !full)
-                return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
-                                     "node '%s' (%s): fused Add '%s': an int8 operand must have "
-                                     "the output's shape",
-                                     anchor->name, anchor->op_type, n->name);
             if (full && residual == QD_DNNL_RESIDUAL_SUM) {
-                float scale = int8_sum ? q->residual_scale / q->dst_scale : 1.f;
+                float scale = !int8_sum               ? 1.f
+                              : q->requant_post_op ? q->residual_scale
+                                                   : q->residual_scale / q->dst_scale;
                 QD_DNNL_TRY(a->graph, anchor, dnnl_post_ops_append_sum(po, scale));
                 chain->sum_input = extra;
             } else {

@@ -99,6 +99,10 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                                  const dnnl_memory_desc_t *full_md, qd_dnnl_residual residual,
                                  int allow_binary, int fuse_limit, qd_dnnl_chain *chain);
 
+/* For an INT8 step that requantizes after its chain (quant->requant_post_op):
+ * appends the final scaling by 1/dst_scale; nothing otherwise. */
+qd_status qd_dnnl_requant_post_op(const qd_kernel_args *a, dnnl_post_ops_t po);
+
 /* Applies the fused nodes from chain->tail_from on to a->outputs[0] in
  * place. A per-channel Add operand is indexed by (i / inner) % channels of
  * the output's flat index i. */

@@ -95,7 +95,7 @@ static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
     s->n = nn;
     for (int64_t j = 0; j < nn; j++) {
         float acc_scale = q->src_scale * q->w_scale[q->n_w_scale == 1 ? 0 : j];
-        oscale[j] = int8_out ? acc_scale / q->dst_scale : acc_scale;
+        oscale[j] = int8_out && !q->requant_post_op ? acc_scale / q->dst_scale : acc_scale;
         if (c)
             bias_acc[j] = ((const float *)c->data)[c_n == 1 ? 0 : j] / acc_scale;
     }
@@ -143,6 +143,8 @@ static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
                            n->op_type, a->fused[s->chain.tail_from]->name);
         goto fail;
     }
+    if ((st = qd_dnnl_requant_post_op(a, po)) != QD_OK)
+        goto fail;
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(
