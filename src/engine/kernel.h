@@ -12,7 +12,8 @@
  * value = scale * int8 value. */
 typedef struct qd_quant_params {
     float src_scale;      /* inputs[0] is int8 at this scale */
-    const float *w_scale; /* inputs[1] is a constant int8 weight: its scales */
+    const float *w_scale; /* inputs[1] is int8: a constant weight's scales, or
+                             the one scale of an activation (runtime_b) */
     int64_t n_w_scale;    /* 1 (per tensor) or one per output channel */
     float residual_scale; /* > 0: the fused Add's operand is int8 at this scale */
     float dst_scale;      /* > 0: outputs[0] is int8 at this scale; 0: float32 */
@@ -21,6 +22,7 @@ typedef struct qd_quant_params {
      * scales; 1 when the chain computes in real units and a final linear
      * post-op scales by 1/dst_scale (GELU, bias Adds after a MatMul). */
     int requant_post_op;
+    int runtime_b; /* MatMul of two int8 activations (attention's QK^T, AV) */
 } qd_quant_params;
 
 typedef struct qd_kernel_args {

@@ -81,6 +81,17 @@ int qd_lower_anchor(const qd_node *n, qd_value **x_q, qd_value **w_q, qd_quant_p
     memset(q, 0, sizeof *q);
     qd_value *x = qd_lower_dq_source(n->inputs[0], &q->src_scale);
     const qd_node *dqw = n->inputs[1]->producer;
+    float b_scale;
+    qd_value *b = n->op == QD_OP_MATMUL ? qd_lower_dq_source(n->inputs[1], &b_scale) : NULL;
+    if (x && b) {
+        /* Two activations: the scale is the DQ's constant scalar. */
+        q->w_scale = dqw->inputs[1]->konst->data;
+        q->n_w_scale = 1;
+        q->runtime_b = 1;
+        *x_q = x;
+        *w_q = b;
+        return 1;
+    }
     if (!x || !dqw || dqw->op != QD_OP_DEQUANTIZE_LINEAR || dqw->n_inputs < 2)
         return 0;
     qd_value *w = dqw->inputs[0], *s = dqw->inputs[1];

@@ -28,7 +28,8 @@ qd_value *qd_lower_dq_source(const qd_value *v, float *scale);
 /* When n (Conv, MatMul, Gemm) reads DQ(int8 activation) as input 0 and
  * DQ(constant int8 weight, zero point 0, scales per output channel or one)
  * as input 1: fills q (src_scale, weight scales) and returns 1 with the
- * int8 values in *x_q and *w_q. */
+ * int8 values in *x_q and *w_q. A MatMul of two DQ(int8 activation)
+ * inputs (attention) is lowered too, with q->runtime_b set. */
 int qd_lower_anchor(const qd_node *n, qd_value **x_q, qd_value **w_q, qd_quant_params *q);
 
 /* When v's only use is one QuantizeLinear to int8 with zero point 0 and a

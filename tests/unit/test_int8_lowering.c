@@ -333,6 +333,48 @@ static void test_linear_groups(void **state)
                         16 * irand(1, 12), irand(0, 2), irand(0, 1));
 }
 
+/* Attention's MatMuls: two int8 activations [B, H, M, K] x [B, H, K, N]. */
+static void run_batched_case(int64_t b, int64_t h, int64_t m, int64_t k, int64_t nn, int requant)
+{
+    qd_graph *g = qd_graph_new();
+    g->opset = 17;
+    int64_t ad[4] = {b, h, m, k}, bd[4] = {b, h, k, nn};
+    qd_value *ins[2] = {input(g, "a", 4, ad), input(g, "b", 4, bd)};
+    float *data[2] = {random_data(4, ad), random_data(4, bd)};
+    qd_value *mm[2] = {qdq(g, ins[0], 0.0157f), qdq(g, ins[1], 0.011f)};
+    qd_value *y = node1(g, "MatMul", mm, 2);
+    float step = 0.0f;
+    if (requant) {
+        step = 0.03f;
+        y = qdq(g, y, step);
+    }
+    qd_value *tail = node1(g, "Identity", &y, 1);
+    mark_output(g, tail);
+    assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
+    int lowered, requantized, l2, r2;
+    float *fast = run(g, 0, ins, data, 2, &lowered, &requantized);
+    float *ref = run(g, 1, ins, data, 2, &l2, &r2);
+    char what[160];
+    snprintf(what, sizeof what, "batched matmul %lldx%lldx%lldx%lld x %lld rq%d", (long long)b,
+             (long long)h, (long long)m, (long long)k, (long long)nn, requant);
+    assert_int_equal(lowered, 1);
+    assert_int_equal(requantized, requant);
+    compare(fast, ref, b * h * m * nn, step, what);
+    free(fast);
+    free(ref);
+    free(data[0]);
+    free(data[1]);
+    qd_graph_delete(g);
+}
+
+static void test_attention_matmuls(void **state)
+{
+    (void)state;
+    run_batched_case(1, 12, 197, 64, 197, 0); /* ViT-B/16's QK^T */
+    run_batched_case(1, 4, 50, 50, 32, 1);    /* AV, requantized */
+    run_batched_case(2, 3, 7, 16, 9, 0);
+}
+
 /* The AVX-512 Quantize/Dequantize against the reference kernel. */
 static void check_q_kernel(qd_dtype qt, int zp, float scale)
 {
@@ -450,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_quantize_kernels),
         cmocka_unit_test(test_conv_groups),
         cmocka_unit_test(test_linear_groups),
+        cmocka_unit_test(test_attention_matmuls),
         cmocka_unit_test(test_not_lowered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

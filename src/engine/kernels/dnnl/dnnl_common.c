@@ -731,6 +731,17 @@ static int gemm_trans_b(const qd_node *n)
 int qd_dnnl_s8_supports(const qd_node *n, const qd_value *x, const qd_value *w)
 {
     const qd_value *y = n->n_outputs > 0 ? n->outputs[0] : NULL;
+    if (n->op == QD_OP_MATMUL && x && w && y && !w->konst) {
+        /* Two int8 activations: same batch dims, static shapes. */
+        if (!qd_value_shape_known(x) || !qd_value_shape_known(w) || !qd_value_shape_known(y) ||
+            w->dtype != QD_DT_INT8 || x->rank < 2 || x->rank > 4 || x->rank != w->rank ||
+            y->dtype != QD_DT_FLOAT)
+            return 0;
+        for (int i = 0; i < x->rank - 2; i++)
+            if (x->dims[i] != w->dims[i])
+                return 0;
+        return x->dims[x->rank - 1] == w->dims[w->rank - 2];
+    }
     if (!x || !w || !y || !qd_value_shape_known(x) || !qd_value_shape_known(y) || !w->konst ||
         w->konst->dtype != QD_DT_INT8 || y->dtype != QD_DT_FLOAT)
         return 0;

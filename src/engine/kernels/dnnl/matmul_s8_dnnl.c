@@ -18,7 +18,8 @@ typedef struct matmul_s8_state {
     dnnl_memory_t src, dst, wei, bias;
     dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
     qd_dnnl_chain chain;
-    int64_t rows, k, n;
+    int64_t rows, k, n; /* batched: the element counts of A, B and Y */
+    int batched;        /* B is an int8 activation, set at run time */
 } matmul_s8_state;
 
 static void matmul_s8_release(void *p)
@@ -44,8 +45,109 @@ static int64_t attr_int(const qd_node *n, const char *name, int64_t def)
     return a && a->type == QD_ATTR_INT ? a->i : def;
 }
 
+/* Plain row-major tag for rank 2..4. */
+static dnnl_format_tag_t plain_tag(int rank)
+{
+    return rank == 2 ? dnnl_ab : rank == 3 ? dnnl_abc : dnnl_abcd;
+}
+
+/* Two int8 activations (attention's QK^T and AV): a batched s8 x s8 matmul
+ * with one output scale s_a * s_b (/ s_y), nothing packed. */
+static qd_status batched_prepare(const qd_kernel_args *a, void **state)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    const qd_quant_params *q = a->quant;
+    dnnl_engine_t eng;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    matmul_s8_state *s = NULL;
+    *state = NULL;
+    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
+        return st;
+    const qd_tensor *x = a->inputs[0], *w = a->inputs[1], *y = a->outputs[0];
+    int int8_out = q->dst_scale > 0.0f, r = x->rank;
+    if (x->dtype != QD_DT_INT8 || w->dtype != QD_DT_INT8 || r < 2 || r > 4 || w->rank != r ||
+        y->rank != r || y->dtype != (int8_out ? QD_DT_INT8 : QD_DT_FLOAT) ||
+        x->layout != QD_LAYOUT_PLAIN || w->layout != QD_LAYOUT_PLAIN ||
+        y->layout != QD_LAYOUT_PLAIN)
+        return qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
+                             "node '%s' (%s): the INT8 batched matmul needs plain int8 A and B "
+                             "of one rank (2..4)",
+                             n->name, n->op_type);
+    s = qd_calloc(1, sizeof *s);
+    if (!s)
+        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "node '%s' (%s): out of memory", n->name,
+                             n->op_type);
+    s->rows = qd_numel(r, x->dims);
+    s->k = qd_numel(r, w->dims);
+    s->n = qd_numel(r, y->dims);
+    s->batched = 1;
+    dnnl_memory_desc_t src_md, wei_md, dst_md;
+    dnnl_dims_t xd, wd, yd;
+    for (int i = 0; i < r; i++) {
+        xd[i] = x->dims[i];
+        wd[i] = w->dims[i];
+        yd[i] = y->dims[i];
+    }
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_md, r, xd, dnnl_s8, plain_tag(r)));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&wei_md, r, wd, dnnl_s8, plain_tag(r)));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_md, r, yd, int8_out ? dnnl_s8 : dnnl_f32,
+                                                   plain_tag(r)));
+    dnnl_matmul_desc_t md;
+    QD_DNNL_TRY(g, n, dnnl_matmul_desc_init(&md, &src_md, &wei_md, NULL, &dst_md));
+    QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
+    if ((st = qd_dnnl_chain_post_ops(a, po, &dst_md, &dst_md, QD_DNNL_RESIDUAL_SUM, 1,
+                                     a->n_fused, &s->chain)) != QD_OK)
+        goto fail;
+    if (s->chain.tail_from < a->n_fused) {
+        st = qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
+                           "node '%s' (%s): the INT8 matmul cannot fuse '%s'", n->name,
+                           n->op_type, a->fused[s->chain.tail_from]->name);
+        goto fail;
+    }
+    if ((st = qd_dnnl_requant_post_op(a, po)) != QD_OK)
+        goto fail;
+    float oscale = q->src_scale * q->w_scale[0];
+    if (int8_out && !q->requant_post_op)
+        oscale /= q->dst_scale;
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(attr, 1, 0, &oscale));
+    QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src, &src_md, eng, DNNL_MEMORY_NONE));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->wei, &wei_md, eng, DNNL_MEMORY_NONE));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst, &dst_md, eng, DNNL_MEMORY_NONE));
+    for (int i = 0; i < s->chain.n_binary; i++) {
+        const dnnl_memory_desc_t *bmd = dnnl_primitive_desc_query_md(
+            pd, dnnl_query_exec_arg_md,
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], bmd, eng, DNNL_MEMORY_NONE));
+    }
+    QD_DNNL_TRY(g, n, dnnl_primitive_create(&s->mm, pd));
+    const_dnnl_primitive_desc_t ppd;
+    QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->mm, &ppd));
+    s->head.impl = qd_dnnl_impl_name(ppd);
+    s->head.in_place_input = s->chain.sum_input;
+    *state = s;
+    s = NULL;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    matmul_s8_release(s);
+    return st;
+}
+
 static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
 {
+    if (a->quant && a->quant->runtime_b)
+        return batched_prepare(a, state);
     qd_status st = QD_OK;
     qd_graph *g = a->graph;
     const qd_node *n = a->node;
@@ -193,7 +295,10 @@ static qd_status matmul_s8_execute(const qd_kernel_args *a, matmul_s8_state *s)
         return st;
     const qd_tensor *x = a->inputs[0];
     qd_tensor *y = a->outputs[0];
-    if (qd_numel(x->rank, x->dims) != s->rows * s->k || qd_numel(y->rank, y->dims) != s->rows * s->n)
+    int64_t want_x = s->batched ? s->rows : s->rows * s->k;
+    int64_t want_y = s->batched ? s->n : s->rows * s->n;
+    if (qd_numel(x->rank, x->dims) != want_x || qd_numel(y->rank, y->dims) != want_y ||
+        (s->batched && qd_numel(a->inputs[1]->rank, a->inputs[1]->dims) != s->k))
         return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
                              "node '%s' (%s): shapes changed since the INT8 matmul was prepared",
                              n->name, n->op_type);
@@ -201,6 +306,8 @@ static qd_status matmul_s8_execute(const qd_kernel_args *a, matmul_s8_state *s)
     int na = 0;
     QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src, x->data));
     QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst, y->data));
+    if (s->batched)
+        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->wei, a->inputs[1]->data));
     for (int i = 0; i < s->chain.n_binary; i++) {
         QD_DNNL_TRY(g, n,
                     dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
