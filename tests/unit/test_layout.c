@@ -93,7 +93,7 @@ static void test_nhwc_pools_match_reference(void **state)
     for (int k = 0; k < 24; k++) {
         qd_graph *g = qd_graph_new();
         g->opset = 17;
-        int64_t dims[4] = {1 + k % 2, 1 + (k * 5) % 21, 3 + (k * 3) % 17, 2 + (k * 7) % 19};
+        int64_t dims[4] = {1 + k % 2, 1 + (k * 29) % 150, 3 + (k * 3) % 17, 2 + (k * 7) % 19};
         const char *op = k % 3 == 2 ? "GlobalAveragePool" : "MaxPool";
         qd_node *n = pool_node(g, op, dims, 2 + k % 3, 1 + k % 2, k % 2);
         assert_true(qd_pool2d_nhwc_supports(n));

@@ -5,7 +5,11 @@
 #include <float.h>
 #include <string.h>
 
+#include <immintrin.h>
+
 #include "engine/kernels/x86/pool2d_nhwc.h"
+#include "engine/kernels/x86/x86_common.h"
+#include "engine/kernels/x86/x86_math_avx512.h"
 
 /* kernel_shape, strides, dilations, begin pads of a 2-D MaxPool; 0 when
  * its attributes are not a case handled here. */
@@ -42,6 +46,47 @@ int qd_pool2d_nhwc_supports(const qd_node *n)
     return read_pool(n, k, s, d, p);
 }
 
+typedef struct pool_geom {
+    int64_t k[2], s[2], d[2], p[2];
+    int64_t ih, iw, oh, ow, c;
+} pool_geom;
+
+/* One output row of a MaxPool on AVX-512: per output pixel, the channels
+ * in blocks of 64 held in four registers across the window, stored once. */
+static QD_X86_AVX512 void max_pool_row_avx512(const pool_geom *g, const float *src, float *dst,
+                                              int64_t oy)
+{
+    const int64_t c = g->c;
+    for (int64_t ox = 0; ox < g->ow; ox++) {
+        float *out = dst + ox * c;
+        for (int64_t c0 = 0; c0 < c; c0 += 64) {
+            int64_t left = c - c0;
+            __mmask16 m[4];
+            __m512 acc[4];
+            for (int j = 0; j < 4; j++) {
+                int64_t n = left - 16 * j;
+                m[j] = n >= 16 ? (__mmask16)0xFFFF : n > 0 ? qd_x86_tail_mask(n) : 0;
+                acc[j] = _mm512_set1_ps(-FLT_MAX);
+            }
+            for (int64_t ky = 0; ky < g->k[0]; ky++) {
+                int64_t iy = oy * g->s[0] - g->p[0] + ky * g->d[0];
+                if (iy < 0 || iy >= g->ih)
+                    continue;
+                for (int64_t kx = 0; kx < g->k[1]; kx++) {
+                    int64_t ix = ox * g->s[1] - g->p[1] + kx * g->d[1];
+                    if (ix < 0 || ix >= g->iw)
+                        continue;
+                    const float *in = src + (iy * g->iw + ix) * c + c0;
+                    for (int j = 0; j < 4; j++)
+                        acc[j] = _mm512_max_ps(_mm512_maskz_loadu_ps(m[j], in + 16 * j), acc[j]);
+                }
+            }
+            for (int j = 0; j < 4; j++)
+                _mm512_mask_storeu_ps(out + c0 + 16 * j, m[j], acc[j]);
+        }
+    }
+}
+
 static qd_status max_pool(const qd_kernel_args *a)
 {
     const qd_tensor *x = a->inputs[0];
@@ -56,6 +101,15 @@ static qd_status max_pool(const qd_kernel_args *a)
     const float *src = x->data;
     float *dst = y->data;
     int64_t rows = n_img * oh;
+    if (qd_x86_cpu_avx512()) {
+        pool_geom g = {{k[0], k[1]}, {s[0], s[1]}, {d[0], d[1]}, {p[0], p[1]}, ih, iw, oh, ow, c};
+#pragma omp parallel for schedule(static) if (rows * ow * c > 16384)
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t b = r / oh, oy = r % oh;
+            max_pool_row_avx512(&g, src + b * ih * iw * c, dst + (b * oh + oy) * ow * c, oy);
+        }
+        return QD_OK;
+    }
 #pragma omp parallel for schedule(static) if (rows * ow * c > 16384)
     for (int64_t r = 0; r < rows; r++) {
         int64_t b = r / oh, oy = r % oh;
