@@ -68,6 +68,7 @@ void qd_quantize_options_init(qd_quantize_options *opt)
     opt->target = "tensorrt";
     opt->policy = QD_POLICY_MIXED;
     opt->method = -1;
+    opt->input_max = 1;
     qd_calibration_options_init(&opt->calib);
     qd_dataset_options_init(&opt->data);
 }
@@ -721,10 +722,12 @@ static qd_status record_points(qd_graph *g, const qd_qdq_plan *plan, const int *
     return QD_OK;
 }
 
-static qd_status count_fusions(const qd_match_list *m, qd_quantize_result *r, qd_error *err)
+qd_status qd_quantize_count_fusions(const qd_match_list *m, qd_fusion_count **out, size_t *n,
+                                    qd_error *err)
 {
-    r->fusions = qd_calloc(m->n_patterns + 1, sizeof *r->fusions);
-    if (!r->fusions)
+    *n = 0;
+    *out = qd_calloc(m->n_patterns + 1, sizeof **out);
+    if (!*out)
         return oom(err);
     for (size_t k = 0; k < m->n_patterns; k++) {
         const char *name = m->patterns[k].name;
@@ -733,7 +736,7 @@ static qd_status count_fusions(const qd_match_list *m, qd_quantize_result *r, qd
             seen = !strcmp(m->patterns[q].name, name);
         size_t count = seen ? 0 : qd_match_count(m, name);
         if (count)
-            r->fusions[r->n_fusions++] = (qd_fusion_count){name, (int)count};
+            (*out)[(*n)++] = (qd_fusion_count){name, (int)count};
     }
     return QD_OK;
 }
@@ -801,6 +804,44 @@ static qd_status input_shapes_restore(qd_graph *g, input_shapes *s, qd_error *er
     return st == QD_OK ? QD_OK : graph_error(err, g, st);
 }
 
+/* max |x| of model input `in` over the calibration items, read as
+ * qd_calibrate reads them (the first batches * batch_size items). */
+static qd_status input_max(qd_graph *g, const qd_value *in, qd_dataset *ds,
+                           const qd_calibration_options *o, float *amax, qd_error *err)
+{
+    if (in->rank != 4 || in->dims[1] < 1 || in->dims[2] < 1 || in->dims[3] < 1)
+        return qd_error_set(err, QD_STATUS_SHAPE_ERROR,
+                            "input '%s': channels, height and width must be fixed", in->name);
+    int c = (int)in->dims[1], h = (int)in->dims[2], w = (int)in->dims[3];
+    int64_t count = qd_dataset_count(ds), wanted = (int64_t)o->batches * o->batch_size;
+    if (wanted <= 0 || wanted > count)
+        wanted = count;
+    const int64_t chunk = 64;
+    size_t item = (size_t)c * (size_t)h * (size_t)w;
+    float *buf = qd_malloc((size_t)chunk * item * sizeof *buf);
+    if (!buf)
+        return oom(err);
+    qd_status st = QD_OK;
+    float m = 0.0f;
+    for (int64_t start = 0; start < wanted;) {
+        int64_t want = wanted - start < chunk ? wanted - start : chunk, n_read = 0, next = start;
+        if ((st = qd_dataset_read(ds, start, want, c, h, w, buf, NULL, &n_read, &next, err)) !=
+                QD_OK ||
+            n_read <= 0)
+            break;
+        for (size_t k = 0; k < (size_t)n_read * item; k++) {
+            float a = fabsf(buf[k]);
+            if (a > m && isfinite(a))
+                m = a;
+        }
+        start = next;
+    }
+    qd_free(buf);
+    if (st == QD_OK)
+        *amax = m;
+    return st;
+}
+
 static int known_target(const char *t)
 {
     for (int i = 0; qd_fusion_targets[i]; i++)
@@ -846,7 +887,7 @@ qd_status qd_quantize_graph(qd_graph *g, qd_dataset *calib, const qd_quantize_op
         graph_error(err, g, st);
         goto done;
     }
-    if ((st = count_fusions(&r->matches, r, err)) != QD_OK)
+    if ((st = qd_quantize_count_fusions(&r->matches, &r->fusions, &r->n_fusions, err)) != QD_OK)
         goto done;
     if (opt->plan_path) {
         if ((st = qd_quantize_plan_read(g, opt->plan_path, &plan, &given, err)) != QD_OK)
@@ -915,6 +956,15 @@ qd_status qd_quantize_graph(qd_graph *g, qd_dataset *calib, const qd_quantize_op
             *err = keep;
         if (st == QD_OK)
             st = rst;
+        if (st != QD_OK)
+            goto done;
+        for (size_t k = 0; k < sub.n && st == QD_OK && opt->input_max &&
+                           copt.method != QD_OBSERVER_MAX;
+             k++) {
+            qd_value *v = sub.points[k].consumer->inputs[sub.points[k].input];
+            if (v->is_input)
+                st = input_max(g, v, calib, &copt, &sub.points[k].amax, err);
+        }
         if (st != QD_OK)
             goto done;
         int64_t wanted = (int64_t)copt.batches * copt.batch_size, count = qd_dataset_count(calib);
@@ -1108,6 +1158,14 @@ void qd_quantize_report_json(const qd_quantize_result *r, const char *model, con
     qd_json_string(&j, qd_observer_kind_name((qd_observer_kind)r->method));
     qd_json_key(&j, "calibration_images");
     qd_json_int(&j, r->calib_images);
+
+    qd_json_key(&j, "conversions");
+    qd_json_begin_object(&j);
+    qd_json_key(&j, "FlattenGemmToConv");
+    qd_json_int(&j, r->conversions.flatten_gemm_to_conv);
+    qd_json_key(&j, "DecomposeMultiheadAttention");
+    qd_json_int(&j, r->conversions.mha_in_proj_split);
+    qd_json_end_object(&j);
 
     qd_json_key(&j, "fusions");
     qd_json_begin_array(&j);

@@ -49,6 +49,10 @@ typedef struct qd_quantize_options {
     qd_quantize_policy policy; /* default mixed */
     int method;                /* activation observer (qd_observer_kind), or -1 (default):
                                   entropy for mixed, max for uniform */
+    int input_max;             /* 1 (default): the model's input is calibrated with max
+                                  whatever the method: its range is the preprocessing's,
+                                  and histogram methods clip it at the spike of background
+                                  pixels (Fashion-MNIST: amax 0.81 of 2.02 with entropy) */
     qd_calibration_options calib; /* batches, batch_size, threads, progress
                                      (calib.method is set from `method`) */
     const char *include;       /* POSIX extended regex on node names and op types:
@@ -130,6 +134,11 @@ typedef struct qd_quantize_result {
 } qd_quantize_result;
 
 void qd_quantize_result_free(qd_quantize_result *r);
+
+/* The fusion table of matches: one row per fused name that matched, in the
+ * table's order (*out allocated with qd_malloc, *n rows). */
+qd_status qd_quantize_count_fusions(const qd_match_list *m, qd_fusion_count **out, size_t *n,
+                                    qd_error *err);
 
 /* The graph as quantization sees it: shapes inferred, simplified (BN
  * folded), and converted for fusion. qd_quantize_graph runs this first;

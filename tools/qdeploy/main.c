@@ -16,6 +16,7 @@ static const verb VERBS[] = {
     {"run", qd_cli_run, "run a model on .npy inputs, write .npy outputs"},
     {"bench", qd_cli_bench, "latency of a model (median/min/max) and a per-op profile"},
     {"quantize", qd_cli_quantize, "write a QDQ model calibrated on real data (pattern-aware)"},
+    {"compare", qd_cli_compare, "float vs mixed vs uniform INT8: Top-1/Top-5, latency, SQNR"},
 };
 
 int qd_cli_fail(const char *fmt, ...)
