@@ -257,6 +257,44 @@ static void drop_unread_qdq(qd_engine *e)
     qd_free(read);
 }
 
+/* Running a QDQ model as written, weights are DequantizeLinear of int8
+ * constants: dequantize them once here (they become folded constants of
+ * the graph, as shape inference folds small ones), so the float kernels
+ * see constant weights instead of the reference kernels running a
+ * dequantize and a conv on every run. */
+static qd_status fold_constant_dequantize(qd_engine *e)
+{
+    qd_graph *g = e->graph;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        qd_node *n = g->nodes[i];
+        if (n->op != QD_OP_DEQUANTIZE_LINEAR || n->n_outputs < 1 || !n->outputs[0] ||
+            n->outputs[0]->konst || !qd_value_shape_known(n->outputs[0]))
+            continue;
+        const qd_tensor *in[3] = {NULL, NULL, NULL};
+        int ok = n->n_inputs >= 2 && n->n_inputs <= 3;
+        for (int j = 0; ok && j < n->n_inputs; j++) {
+            ok = !n->inputs[j] || n->inputs[j]->konst;
+            in[j] = n->inputs[j] ? n->inputs[j]->konst : NULL;
+        }
+        if (!ok || !in[0])
+            continue;
+        qd_value *y = n->outputs[0];
+        qd_tensor *t = qd_tensor_new(y->dtype, y->rank, y->dims);
+        if (!t)
+            return engine_fail(e, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+        qd_tensor *out[1] = {t};
+        qd_kernel_args a = {.node = n, .graph = g, .n_inputs = n->n_inputs, .inputs = in,
+                            .n_outputs = 1, .outputs = out, .n_threads = e->opt.threads};
+        qd_status st = qd_ref_kernel(QD_OP_DEQUANTIZE_LINEAR)(&a);
+        if (st != QD_OK) {
+            qd_tensor_delete(t);
+            return from_graph(e, st);
+        }
+        qd_value_set_const(y, t);
+    }
+    return QD_OK;
+}
+
 /* Builds the steps: one per node that is not folded to a constant or fused
  * into an earlier step. */
 static qd_status plan_steps(qd_engine *e)
@@ -581,6 +619,8 @@ qd_status qd_engine_create(qd_graph *g, const qd_engine_options *options, qd_eng
     /* oneDNN fixes a primitive's thread partitioning when it is created. */
     omp_set_num_threads(e->opt.threads);
 #endif
+    if (e->opt.qdq_as_written && !e->opt.reference && (st = fold_constant_dequantize(e)) != QD_OK)
+        return st;
     if ((st = plan_steps(e)) != QD_OK)
         return st;
     if (!e->opt.reference && (st = qd_engine_plan_layouts(e)) != QD_OK)

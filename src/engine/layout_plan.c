@@ -154,7 +154,10 @@ static int inputs_plain(qd_engine *e, qd_step *st, qd_step *out, size_t *n_out)
 static int plan_conv(qd_engine *e, qd_step *st, qd_step *out, size_t *n_out)
 {
     const qd_tensor *y = &e->slots[st->out_slot[0]].view;
-    qd_layout want = (!writes_graph_output(st) && nontrivial_4d(y->rank, y->dims))
+    /* INT8 convs run fast only channels-last: a 1x1 output is the same
+     * bytes either way, so it does not pull the source to plain. */
+    qd_layout want = (!writes_graph_output(st) &&
+                      (nontrivial_4d(y->rank, y->dims) || st->lowered))
                          ? QD_LAYOUT_NHWC
                          : QD_LAYOUT_PLAIN;
     /* The source in the destination's layout (brgconv wants them alike);

@@ -43,9 +43,16 @@ static void conv_s8_release(void *p)
     qd_free(s);
 }
 
+/* A tensor with one channel or one spatial position has the same bytes in
+ * both layouts (the engine calls it plain): described channels-last, as
+ * oneDNN's int8 kernels want (on nchw they fall back to the reference). */
 static dnnl_format_tag_t act_tag(const qd_tensor *t)
 {
-    return qd_dnnl_act_tag(t->layout == QD_LAYOUT_NHWC ? QD_DNNL_NHWC : QD_DNNL_NCHW, t->rank);
+    int64_t spatial = 1;
+    for (int i = 2; i < t->rank; i++)
+        spatial *= t->dims[i];
+    int cl = t->layout == QD_LAYOUT_NHWC || spatial == 1 || t->dims[1] == 1;
+    return qd_dnnl_act_tag(cl ? QD_DNNL_NHWC : QD_DNNL_NCHW, t->rank);
 }
 
 /* Output scales and the bias in accumulator units (bias_acc may be NULL). */
