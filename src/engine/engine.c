@@ -12,6 +12,7 @@
 #include "base/alloc.h"
 #include "engine/engine.h"
 #include "engine/kernels/dnnl/dnnl_kernels.h"
+#include "engine/kernels/x86/x86_kernels.h"
 #include "engine/lower_qdq.h"
 #include "ir/shape.h"
 
@@ -187,6 +188,31 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
     taken[q->id] = 1;
 }
 
+/* LayerNorm and Softmax (own AVX-512 kernels) write int8 themselves when
+ * a QuantizeLinear alone reads their output: the next INT8 layer's input
+ * (ViT's and ConvNeXt's LayerNorm before a Linear, attention's
+ * probabilities), saving the float tensor and the Quantize pass over it. */
+static void fuse_trailing_quantize(qd_step *st, unsigned char *taken)
+{
+    qd_node *n = st->node;
+    if (st->n_fused || st->dynamic || strcmp(st->impl.name, "x86") != 0 || st->n_outputs < 1 ||
+        (n->op != QD_OP_LAYER_NORMALIZATION && n->op != QD_OP_SOFTMAX))
+        return;
+    for (int o = 1; o < st->n_outputs; o++)
+        if (st->outputs[o])
+            return;
+    const qd_value *y = st->outputs[0];
+    float scale;
+    qd_node *q = qd_lower_requant_target(y, &scale);
+    if (!q || taken[q->id] || y->rank < 1 ||
+        (n->op == QD_OP_SOFTMAX && y->dims[y->rank - 1] > QD_X86_SOFTMAX_Q8_MAX))
+        return;
+    st->quant.dst_scale = scale;
+    st->outputs[0] = q->outputs[0];
+    st->out_slot[0] = q->outputs[0]->id;
+    taken[q->id] = 1;
+}
+
 /* Moves each step that waits for a later node (a fused Add's operand) to
  * just after the step running that node. Safe: the step's own inputs were
  * ready at its old place, and whatever reads its output reads the fused
@@ -343,6 +369,8 @@ static qd_status plan_steps(qd_engine *e)
         step_io_lists(st);
         if (st->lowered)
             finish_lowering(st, x_q, w_q, taken);
+        else
+            fuse_trailing_quantize(st, taken);
         e->n_steps++;
     }
     qd_free(taken);
@@ -557,7 +585,8 @@ static void fill_args(qd_engine *e, qd_step *st, step_io *io, qd_kernel_args *a)
                           .state = st->state,
                           .fused = (const qd_node *const *)st->fused,
                           .n_fused = st->n_fused,
-                          .quant = st->lowered ? &st->quant : NULL};
+                          .quant = st->lowered || st->quant.dst_scale > 0.0f ? &st->quant
+                                                                             : NULL};
 }
 
 void qd_engine_delete(qd_engine *e)
@@ -861,6 +890,8 @@ static void make_label(qd_step *s)
     if (s->lowered && off > 0 && off < (int)sizeof s->label)
         snprintf(s->label + off, sizeof s->label - (size_t)off, "%s",
                  s->quant.dst_scale > 0.0f ? "(s8->s8)" : "(s8->f32)");
+    else if (s->quant.dst_scale > 0.0f && off > 0 && off < (int)sizeof s->label)
+        snprintf(s->label + off, sizeof s->label - (size_t)off, "(->s8)");
 }
 
 static int64_t profiled_runs(const qd_engine *e)

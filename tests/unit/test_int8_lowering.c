@@ -375,6 +375,60 @@ static void test_attention_matmuls(void **state)
     run_batched_case(2, 3, 7, 16, 9, 0);
 }
 
+/* LayerNorm / Softmax -> QuantizeLinear: the x86 kernel writes the int8
+ * tensor itself; the same values as the float op then Quantize. */
+static void run_norm_quant_case(const char *op, int64_t rows, int64_t n)
+{
+    qd_graph *g = qd_graph_new();
+    g->opset = 17;
+    int64_t xd[2] = {rows, n};
+    qd_value *x = input(g, "x", 2, xd);
+    float *data[1] = {random_data(2, xd)};
+    qd_value *y;
+    if (!strcmp(op, "LayerNormalization")) {
+        float *sc = random_data(1, &n), *bi = random_data(1, &n);
+        qd_value *in[3] = {x, const_f32(g, "scale", 1, &n, sc), const_f32(g, "bias", 1, &n, bi)};
+        free(sc);
+        free(bi);
+        y = node1(g, op, in, 3);
+    } else {
+        y = node1(g, op, &x, 1);
+    }
+    float step = !strcmp(op, "Softmax") ? 1.0f / 127.0f : 0.03f;
+    y = qdq(g, y, step);
+    qd_value *tail = node1(g, "Identity", &y, 1);
+    mark_output(g, tail);
+    assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
+    qd_engine_options opt = {.threads = 2};
+    qd_engine *e = NULL;
+    assert_int_equal(qd_engine_create(g, &opt, &e), QD_OK);
+    int fused = 0;
+    for (size_t k = 0; k < e->n_steps; k++)
+        fused += !e->steps[k].lowered && e->steps[k].quant.dst_scale > 0.0f;
+    qd_engine_delete(e);
+    assert_int_equal(fused, qd_x86_cpu_avx512() ? 1 : 0);
+    qd_value *ins[1] = {x};
+    int l1, r1, l2, r2;
+    float *fast = run(g, 0, ins, data, 1, &l1, &r1);
+    float *ref = run(g, 1, ins, data, 1, &l2, &r2);
+    char what[96];
+    snprintf(what, sizeof what, "%s %lldx%lld -> int8", op, (long long)rows, (long long)n);
+    compare(fast, ref, rows * n, step, what);
+    free(fast);
+    free(ref);
+    free(data[0]);
+    qd_graph_delete(g);
+}
+
+static void test_norm_quant(void **state)
+{
+    (void)state;
+    run_norm_quant_case("LayerNormalization", 197, 768);
+    run_norm_quant_case("LayerNormalization", 5, 37);
+    run_norm_quant_case("Softmax", 12 * 197, 197);
+    run_norm_quant_case("Softmax", 3, 5);
+}
+
 /* The AVX-512 Quantize/Dequantize against the reference kernel. */
 static void check_q_kernel(qd_dtype qt, int zp, float scale)
 {
@@ -493,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_conv_groups),
         cmocka_unit_test(test_linear_groups),
         cmocka_unit_test(test_attention_matmuls),
+        cmocka_unit_test(test_norm_quant),
         cmocka_unit_test(test_not_lowered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

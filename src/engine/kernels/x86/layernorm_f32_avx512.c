@@ -6,7 +6,8 @@
  * with the mean split into a float and a float remainder so that x - mean
  * keeps its precision when |mean| >> std. The row stays in L1/L2 between
  * the passes, so the memory traffic is one read and one write. Rows are
- * split over the threads. */
+ * split over the threads. With a fused QuantizeLinear (a->quant: the next
+ * INT8 layer's input) the output is written as int8 directly. */
 #include <immintrin.h>
 #include <math.h>
 
@@ -19,6 +20,8 @@ typedef struct ln_ctx {
     float *y;
     int64_t n; /* row length */
     double eps;
+    int8_t *yq;   /* int8 output (a fused QuantizeLinear), else NULL */
+    float qscale; /* its scale */
 } ln_ctx;
 
 static QD_X86_AVX512 __m512d lo_pd(__m512 v)
@@ -38,7 +41,9 @@ static QD_X86_AVX512 void ln_rows(void *p, int64_t r0, int64_t r1)
     const __mmask16 tm = qd_x86_tail_mask(n - nv);
     for (int64_t r = r0; r < r1; r++) {
         const float *x = c->x + r * n;
-        float *y = c->y + r * n;
+        float *y = c->yq ? NULL : c->y + r * n;
+        int8_t *yq = c->yq ? c->yq + r * n : NULL;
+        const __m512 qs = _mm512_set1_ps(c->qscale);
         /* sum and sum of squares in double lanes: a float's square is
          * exact in double, so var = E[x^2] - mean^2 loses only
          * ~1e-16 * n * mean^2 / var (relative), nothing for activations */
@@ -77,7 +82,10 @@ static QD_X86_AVX512 void ln_rows(void *p, int64_t r0, int64_t r1)
             __m512 t = _mm512_mul_ps(d, inv);
             __m512 o = bi ? _mm512_fmadd_ps(t, _mm512_loadu_ps(sc + i), _mm512_loadu_ps(bi + i))
                           : _mm512_mul_ps(t, _mm512_loadu_ps(sc + i));
-            _mm512_storeu_ps(y + i, o);
+            if (yq)
+                qd_x86_store_q8(yq + i, o, qs, (__mmask16)0xFFFF);
+            else
+                _mm512_storeu_ps(y + i, o);
         }
         if (i < n) {
             __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tm, x + i), vmhi), vmlo);
@@ -85,7 +93,10 @@ static QD_X86_AVX512 void ln_rows(void *p, int64_t r0, int64_t r1)
             __m512 s = _mm512_maskz_loadu_ps(tm, sc + i);
             __m512 o = bi ? _mm512_fmadd_ps(t, s, _mm512_maskz_loadu_ps(tm, bi + i))
                           : _mm512_mul_ps(t, s);
-            _mm512_mask_storeu_ps(y + i, tm, o);
+            if (yq)
+                qd_x86_store_q8(yq + i, o, qs, tm);
+            else
+                _mm512_mask_storeu_ps(y + i, tm, o);
         }
     }
 }
@@ -125,7 +136,11 @@ qd_status qd_x86_layernorm(const qd_kernel_args *a)
     QD_X86_NO_FUSION(a);
     const qd_tensor *X = qd_nn_in(a, 0), *S = qd_nn_in(a, 1), *B = qd_nn_in(a, 2);
     qd_tensor *Y = qd_nn_out(a, 0);
-    if (!qd_x86_cpu_avx512() || !qd_x86_tensor_f32(X) || !qd_x86_tensor_f32(Y) ||
+    int q8 = a->quant && a->quant->dst_scale > 0.0f;
+    if (q8 && (!qd_x86_cpu_avx512() || Y->dtype != QD_DT_INT8 || !qd_x86_tensor_f32(X) ||
+               !qd_x86_tensor_f32(S) || (B && !qd_x86_tensor_f32(B))))
+        return qd_nn_fail(a, QD_STATUS_UNSUPPORTED, "int8 LayerNorm output needs AVX-512");
+    if (!qd_x86_cpu_avx512() || !qd_x86_tensor_f32(X) || (!q8 && !qd_x86_tensor_f32(Y)) ||
         !qd_x86_tensor_f32(S) || (B && !qd_x86_tensor_f32(B)) || X->rank < 1 ||
         qd_nn_out(a, 1) || qd_nn_out(a, 2))
         return qd_ref_layer_normalization(a);
@@ -138,10 +153,12 @@ qd_status qd_x86_layernorm(const qd_kernel_args *a)
     const int64_t n = X->dims[X->rank - 1], numel = qd_nn_numel(X);
     if ((axis != -1 && axis != X->rank - 1) || qd_nn_numel(Y) != numel ||
         !vec_shape_ok(S->rank, S->dims, n) || (B && !vec_shape_ok(B->rank, B->dims, n)))
-        return qd_ref_layer_normalization(a);
+        return q8 ? qd_nn_fail(a, QD_STATUS_UNSUPPORTED, "int8 LayerNorm: shapes not handled")
+                  : qd_ref_layer_normalization(a);
     if (numel == 0)
         return QD_OK;
-    ln_ctx c = {X->data, S->data, B ? B->data : NULL, Y->data, n, eps};
+    ln_ctx c = {X->data, S->data, B ? B->data : NULL, q8 ? NULL : Y->data, n, eps,
+                q8 ? Y->data : NULL, q8 ? a->quant->dst_scale : 1.0f};
     qd_x86_parallel(a, numel / n, numel, ln_rows, &c);
     return QD_OK;
 }

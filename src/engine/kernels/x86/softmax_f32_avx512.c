@@ -14,6 +14,8 @@ typedef struct sm_ctx {
     const float *x;
     float *y;
     int64_t n;
+    int8_t *yq;   /* int8 output (a fused QuantizeLinear), else NULL */
+    float qscale; /* its scale */
 } sm_ctx;
 
 static QD_X86_AVX512 void sm_rows(void *p, int64_t r0, int64_t r1)
@@ -25,7 +27,8 @@ static QD_X86_AVX512 void sm_rows(void *p, int64_t r0, int64_t r1)
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (int64_t r = r0; r < r1; r++) {
         const float *x = c->x + r * n;
-        float *y = c->y + r * n;
+        float row[QD_X86_SOFTMAX_Q8_MAX]; /* exps of an int8-output row */
+        float *y = c->yq ? row : c->y + r * n;
         __m512 m0 = ninf, m1 = ninf;
         int64_t i = 0;
         for (; i + 32 <= nv; i += 32) {
@@ -59,6 +62,17 @@ static QD_X86_AVX512 void sm_rows(void *p, int64_t r0, int64_t r1)
         }
         const float sum = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
         const __m512 inv = _mm512_set1_ps((float)(1.0 / (double)sum));
+        if (c->yq) {
+            int8_t *yq = c->yq + r * n;
+            const __m512 qs = _mm512_set1_ps(c->qscale);
+            for (i = 0; i < nv; i += 16)
+                qd_x86_store_q8(yq + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv), qs,
+                                (__mmask16)0xFFFF);
+            if (i < n)
+                qd_x86_store_q8(yq + i, _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, y + i), inv), qs,
+                                tm);
+            continue;
+        }
         for (i = 0; i < nv; i += 16)
             _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv));
         if (i < n)
@@ -93,8 +107,12 @@ qd_status qd_x86_softmax(const qd_kernel_args *a)
     QD_X86_NO_FUSION(a);
     const qd_tensor *X = qd_nn_in(a, 0);
     qd_tensor *Y = qd_nn_out(a, 0);
-    if (!qd_x86_cpu_avx512() || !qd_x86_tensor_f32(X) || !qd_x86_tensor_f32(Y) || X->rank < 1 ||
-        qd_nn_numel(X) != qd_nn_numel(Y))
+    int q8 = a->quant && a->quant->dst_scale > 0.0f;
+    if (q8 && (!qd_x86_cpu_avx512() || Y->dtype != QD_DT_INT8 || !qd_x86_tensor_f32(X) ||
+               qd_nn_numel(X) != qd_nn_numel(Y) || X->rank < 1))
+        return qd_nn_fail(a, QD_STATUS_UNSUPPORTED, "int8 Softmax output needs AVX-512");
+    if (!q8 && (!qd_x86_cpu_avx512() || !qd_x86_tensor_f32(X) || !qd_x86_tensor_f32(Y) ||
+                X->rank < 1 || qd_nn_numel(X) != qd_nn_numel(Y)))
         return qd_ref_softmax(a);
     const int old = a->graph->opset < 13;
     int64_t axis_attr;
@@ -110,9 +128,13 @@ qd_status qd_x86_softmax(const qd_kernel_args *a)
                 return qd_ref_softmax(a);
     const int64_t numel = qd_nn_numel(X);
     const int64_t n = qd_nn_prod(X->rank - axis, X->dims + axis);
+    if (q8 && n > QD_X86_SOFTMAX_Q8_MAX)
+        return qd_nn_fail(a, QD_STATUS_UNSUPPORTED, "int8 Softmax: rows over %d",
+                          QD_X86_SOFTMAX_Q8_MAX);
     if (numel == 0 || n == 0)
         return QD_OK;
-    sm_ctx c = {X->data, Y->data, n};
+    sm_ctx c = {X->data, q8 ? NULL : Y->data, n, q8 ? Y->data : NULL,
+                q8 ? a->quant->dst_scale : 1.0f};
     qd_x86_parallel(a, numel / n, numel, sm_rows, &c);
     return QD_OK;
 }

@@ -69,6 +69,10 @@ int qd_x86_cpu_avx512(void);
 
 /* ---- the kernels (qd_kernel_fn) ---- */
 
+/* LayerNorm and Softmax write int8 when a->quant->dst_scale is set (the
+ * engine fused the QuantizeLinear that alone reads their output);
+ * Softmax rows then hold at most QD_X86_SOFTMAX_Q8_MAX elements. */
+#define QD_X86_SOFTMAX_Q8_MAX 4096
 qd_status qd_x86_layernorm(const qd_kernel_args *a);
 qd_status qd_x86_softmax(const qd_kernel_args *a);
 /* GELU of input 0 into output 0; attribute "approximate" = "none" | "tanh". */

@@ -143,4 +143,15 @@ static inline QD_X86_AVX512 __mmask16 qd_x86_tail_mask(int64_t n)
     return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
 }
 
+/* Stores round_half_even(v / scale) saturated to int8 (QuantizeLinear with
+ * zero point 0, the reference's division) in the lanes of m. */
+static inline QD_X86_AVX512 void qd_x86_store_q8(int8_t *dst, __m512 v, __m512 scale,
+                                                 __mmask16 m)
+{
+    __m512 t = _mm512_div_ps(v, scale);
+    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-128.0f)), _mm512_set1_ps(127.0f));
+    __m512i q = _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_mask_storeu_epi8(dst, m, _mm512_cvtepi32_epi8(q));
+}
+
 #endif
