@@ -271,6 +271,7 @@ static qd_status profile_variant(const qd_compare_options *opt, qd_graph *g,
             st = oom(err);
             goto done;
         }
+    qd_latency_fill_inputs(e);
     for (int w = 0; w < 2; w++)
         if ((st = qd_engine_run(e)) != QD_OK) {
             qd_error_set(err, st, "%s: %s", v->name, qd_engine_error(e));

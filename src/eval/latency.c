@@ -27,8 +27,7 @@ double qd_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Fixed pseudo-random inputs: uniform [-1, 1) floats, zeros otherwise. */
-static void fill_inputs(qd_engine *e)
+void qd_latency_fill_inputs(qd_engine *e)
 {
     unsigned s = 12345u;
     for (int i = 0; i < qd_engine_input_count(e); i++) {
@@ -59,7 +58,7 @@ qd_status qd_latency_measure(qd_engine *const *engines, int n, int warmup, int i
         return qd_error_set(err, QD_STATUS_OUT_OF_MEMORY, "out of memory");
     qd_status st = QD_OK;
     for (int k = 0; k < n; k++)
-        fill_inputs(engines[k]);
+        qd_latency_fill_inputs(engines[k]);
     for (int it = 0; it < warmup + iters; it++)
         for (int k = 0; k < n; k++) {
             double t0 = now_ms();

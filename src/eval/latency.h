@@ -19,6 +19,10 @@ typedef struct qd_latency {
 qd_status qd_latency_measure(qd_engine *const *engines, int n, int warmup, int iters,
                              qd_latency *out, qd_error *err);
 
+/* Fills the engine's inputs with fixed pseudo-random values: uniform
+ * [-1, 1) floats, zeros for other types. */
+void qd_latency_fill_inputs(qd_engine *e);
+
 /* Median of v[0..n) (sorts v). */
 double qd_median(double *v, int n);
 
