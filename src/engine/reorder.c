@@ -24,6 +24,11 @@ static void transpose_tiles(const char *src, char *dst, int64_t rows, int64_t co
             for (int64_t r = r0; r < r1; r++)
                 for (int64_t c = c0; c < c1; c++)
                     df[c * rows + r] = sf[r * cols + c];
+        } else if (es == 1) {
+            /* int8 activations of the INT8 kernels */
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++)
+                    d[c * rows + r] = s[r * cols + c];
         } else {
             for (int64_t r = r0; r < r1; r++)
                 for (int64_t c = c0; c < c1; c++)

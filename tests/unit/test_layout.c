@@ -62,6 +62,24 @@ static void test_reorder_round_trip(void **state)
                     assert_true(ys[(b * h * w + i) * c + ch] == xs[(b * c + ch) * h * w + i]);
         reorder(g, y, z);
         assert_memory_equal(z->data, x->data, x->nbytes);
+        /* int8 data (the INT8 kernels' activations) moves the same way */
+        int64_t d4[4] = {n, c, h, w};
+        qd_tensor *xb = qd_tensor_new(QD_DT_INT8, 4, d4), *yb = qd_tensor_new(QD_DT_INT8, 4, d4),
+                  *zb = qd_tensor_new(QD_DT_INT8, 4, d4);
+        for (size_t i = 0; i < xb->nbytes; i++)
+            ((int8_t *)xb->data)[i] = (int8_t)(i * 37 + k);
+        yb->layout = QD_LAYOUT_NHWC;
+        reorder(g, xb, yb);
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t ch = 0; ch < c; ch++)
+                for (int64_t i = 0; i < h * w; i++)
+                    assert_true(((int8_t *)yb->data)[(b * h * w + i) * c + ch] ==
+                                ((int8_t *)xb->data)[(b * c + ch) * h * w + i]);
+        reorder(g, yb, zb);
+        assert_memory_equal(zb->data, xb->data, xb->nbytes);
+        qd_tensor_delete(xb);
+        qd_tensor_delete(yb);
+        qd_tensor_delete(zb);
         qd_tensor_delete(x);
         qd_tensor_delete(y);
         qd_tensor_delete(z);
