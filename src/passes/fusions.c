@@ -7,6 +7,11 @@
  * compute-bound convs and linears, RESIDUAL_INPUT on the residual operand of
  * FusedConvBNAddReLU; nothing on depthwise convs, global average pooling,
  * LayerNorm. Attention: the inputs of its two activation MatMuls.
+ * x86 (the CPU: qdeploy's engine, onnxruntime): the tensorrt points, but
+ * every Linear is INT8 (placement applies TensorRT's K*N/(K+N) rule only
+ * for tensorrt: on a CPU at batch 1 a vision model's Linears run on
+ * hundreds of tokens and are compute-bound, and a GEMV head reads 4x
+ * fewer weight bytes in int8).
  * uniform (ModelOpt INT8_DEFAULT_CFG): every Conv (depthwise too) and every
  * Linear gets INPUT and WEIGHT, average pooling its input, attention MatMuls
  * stay float. */
@@ -15,7 +20,7 @@
 #include "ir/graph.h"
 #include "passes/pattern.h"
 
-const char *const qd_fusion_targets[] = {"tensorrt", "uniform", NULL};
+const char *const qd_fusion_targets[] = {"tensorrt", "x86", "uniform", NULL};
 
 /* ---- predicates ------------------------------------------------------------ */
 
@@ -174,18 +179,18 @@ static const qd_op ACT[] = {QD_OP_RELU,    QD_OP_CLIP,       QD_OP_LEAKY_RELU,
 const qd_pattern qd_fusion_patterns[] = {
     {"FusedConvBNReLUMaxPool",
      {STEP_IF(CONV, stem_conv), OPT(BN), ACTIVATION, STEP(MAXPOOL)}, 4,
-     {{"tensorrt", IN | W}, {"uniform", IN | W}}},
+     {{"tensorrt", IN | W}, {"x86", IN | W}, {"uniform", IN | W}}},
     {"FusedConvBNAddReLU",
      {STEP_IF(CONV, dense_conv), OPT(BN), RESIDUAL_ADD, ACTIVATION}, 4,
-     {{"tensorrt", IN | W | RES}, {"uniform", IN | W}}},
+     {{"tensorrt", IN | W | RES}, {"x86", IN | W | RES}, {"uniform", IN | W}}},
     {"FusedConvBNReLU", {STEP_IF(CONV, dense_conv), OPT(BN), ACTIVATION}, 3,
-     {{"tensorrt", IN | W}, {"uniform", IN | W}}},
+     {{"tensorrt", IN | W}, {"x86", IN | W}, {"uniform", IN | W}}},
     /* Depthwise convs are memory-bound: no QDQ for tensorrt. Same names in
      * the report as their dense twins. */
     {"FusedConvBNReLU", {STEP_IF(CONV, depthwise_conv), OPT(BN), ACTIVATION}, 3,
      {{"uniform", IN | W}}},
     {"FusedConvBN", {STEP_IF(CONV, dense_conv_not_linear), OPT(BN)}, 2,
-     {{"tensorrt", IN | W}, {"uniform", IN | W}}},
+     {{"tensorrt", IN | W}, {"x86", IN | W}, {"uniform", IN | W}}},
     {"FusedConvBN", {STEP_IF(CONV, depthwise_conv), OPT(BN)}, 2, {{"uniform", IN | W}}},
     {"FusedAdaptiveAvgPool2d", {STEP(GAP)}, 1, {{"uniform", IN}}},
     {"FusedAdaptiveAvgPool2d", {STEP_IF(REDUCE_MEAN, reduces_hw)}, 1, {{"uniform", IN}}},
@@ -193,9 +198,9 @@ const qd_pattern qd_fusion_patterns[] = {
      {STEP_IF(LINEAR, linear_weight), {SET(ADD), QD_STEP_OPTIONAL | QD_STEP_ANY_INPUT |
                                                      QD_STEP_OTHER_CONST, NULL}},
      2,
-     {{"tensorrt", IN | W}, {"uniform", IN | W}}},
+     {{"tensorrt", IN | W}, {"x86", IN | W}, {"uniform", IN | W}}},
     /* A lone Conv that is a Linear (a converted classifier head). */
-    {"FusedLinear", {STEP_IF(CONV, linear_conv)}, 1, {{"tensorrt", IN | W}, {"uniform", IN | W}}},
+    {"FusedLinear", {STEP_IF(CONV, linear_conv)}, 1, {{"tensorrt", IN | W}, {"x86", IN | W}, {"uniform", IN | W}}},
     {"LayerNorm", {STEP(LAYERNORM)}, 1, {{NULL, 0}}},
     /* Scaled dot-product attention: MatMul(Q, K^T) [/ or * scale] [+ mask]
      * Softmax MatMul(., V), every MatMul operand an activation. */
@@ -207,7 +212,7 @@ const qd_pattern qd_fusion_patterns[] = {
       STEP(SOFTMAX),
       {SET(MATMUL), QD_STEP_OTHER_ACTIVATION, NULL}},
      6,
-     {{"tensorrt", IN}}},
+     {{"tensorrt", IN}, {"x86", IN}}},
 };
 
 const size_t qd_fusion_pattern_count = sizeof qd_fusion_patterns / sizeof qd_fusion_patterns[0];

@@ -52,6 +52,13 @@ double qd_linear_intensity(qd_graph *g, const qd_node *n)
     return k * nn / (k + nn);
 }
 
+int qd_plan_linear_stays_high(qd_graph *g, const qd_node *n, const char *target)
+{
+    /* TensorRT's rule; the x86 target quantizes every Linear. */
+    return (!target || !strcmp(target, "tensorrt")) &&
+           qd_linear_intensity(g, n) < QD_LINEAR_MIN_INTENSITY;
+}
+
 qd_status qd_plan_build(qd_graph *g, const qd_match_list *m, const char *target,
                         qd_qdq_plan *plan)
 {
@@ -64,8 +71,7 @@ qd_status qd_plan_build(qd_graph *g, const qd_match_list *m, const char *target,
             continue;
         qd_node *anchor = mt->nodes[0];
         const char *name = mt->pattern->name;
-        if (mixed && !strcmp(name, "FusedLinear") &&
-            qd_linear_intensity(g, anchor) < QD_LINEAR_MIN_INTENSITY) {
+        if (mixed && !strcmp(name, "FusedLinear") && qd_plan_linear_stays_high(g, anchor, target)) {
             plan->linear_kept_high++;
             continue;
         }

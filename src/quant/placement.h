@@ -37,7 +37,11 @@ typedef struct qd_qdq_plan {
  * Huge when n has no such weight. */
 double qd_linear_intensity(qd_graph *g, const qd_node *n);
 
-/* Builds the plan for target ("tensorrt": pattern-aware mixed precision;
+/* 1 when the Linear n stays in high precision for target under the mixed
+ * policy: tensorrt's K*N/(K+N) < QD_LINEAR_MIN_INTENSITY; never for x86. */
+int qd_plan_linear_stays_high(qd_graph *g, const qd_node *n, const char *target);
+
+/* Builds the plan for target ("tensorrt", "x86": pattern-aware mixed precision;
  * "uniform": every Conv and Linear, ModelOpt's INT8_DEFAULT_CFG). */
 qd_status qd_plan_build(qd_graph *g, const qd_match_list *matches, const char *target,
                         qd_qdq_plan *plan);

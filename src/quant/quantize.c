@@ -156,13 +156,6 @@ static int is_depthwise(qd_graph *g, const qd_node *n)
     return group == c;
 }
 
-/* K*N/(K+N) of a Linear's constant weight: placement's own measure (also
- * for a head FlattenGemmToConv made a 1x1 Conv). */
-static double linear_intensity(qd_graph *g, const qd_node *n)
-{
-    return qd_linear_intensity(g, n);
-}
-
 /* ---- --include / --exclude ---------------------------------------------------- */
 
 static int node_matches(const regex_t *re, const qd_node *n)
@@ -594,7 +587,7 @@ static int hp_reason_of(hp_ctx *c, size_t i, qd_hp_reason *reason)
         group_quantized)
         return 0;
     if (points && mt->pattern->name && !strcmp(mt->pattern->name, "FusedLinear") && c->mixed &&
-        linear_intensity(c->g, n) < QD_LINEAR_MIN_INTENSITY)
+        qd_plan_linear_stays_high(c->g, n, c->target))
         *reason = QD_HP_SMALL_LINEAR;
     else if (points && c->from_file)
         *reason = QD_HP_NOT_IN_PLAN;
@@ -861,8 +854,8 @@ qd_status qd_quantize_graph(qd_graph *g, qd_dataset *calib, const qd_quantize_op
     const qd_quantize_options *opt = opt_in;
     const char *target = opt->target ? opt->target : "tensorrt";
     if (!known_target(target))
-        return qd_error_set(err, QD_STATUS_INVALID_ARGUMENT, "unknown target '%s' (known: tensorrt)",
-                            target);
+        return qd_error_set(err, QD_STATUS_INVALID_ARGUMENT,
+                            "unknown target '%s' (known: tensorrt, x86)", target);
     int uniform = opt->policy == QD_POLICY_UNIFORM;
     const char *ptarget = uniform ? "uniform" : target;
     qd_calibration_options copt = opt->calib;

@@ -274,6 +274,12 @@ static void test_converted_head_is_linear(void **state)
     assert_int_equal(plan.linear_kept_high, 1);
     assert_int_equal(plan.n, 0);
     qd_plan_free(&plan);
+    /* The x86 target (the CPU) has no intensity rule: the same module is
+     * INT8, input and weight, with tensorrt's fusion rows. */
+    assert_int_equal(matched(g, "x86", "FusedLinear", &plan), 1);
+    assert_int_equal(plan.linear_kept_high, 0);
+    assert_int_equal(plan.n, 2);
+    qd_plan_free(&plan);
     /* uniform quantizes every Linear: input and per-channel weight (axis 0). */
     assert_int_equal(matched(g, "uniform", "FusedLinear", &plan), 1);
     assert_int_equal(plan.n, 2);

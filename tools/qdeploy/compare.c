@@ -22,6 +22,8 @@ static void usage(FILE *out)
             "  labelled VAL set with the engine, times them (batch 1) and prints the table.\n"
             "  --policies LIST          variants (default fp32,mixed,uniform); a policy may name\n"
             "                           its calibration method: mixed:percentile\n"
+            "  --target tensorrt|x86    whose fusions and rules place mixed precision (default\n"
+            "                           tensorrt; x86: the CPU, every Linear INT8)\n"
             "  --method M               calibration of quantized variants: entropy, max,\n"
             "                           percentile, mse (default entropy for mixed, max for uniform)\n"
             "  --labels FILE            labels of an IDX/.npy/.npz VAL (t10k-labels-idx1-ubyte.gz);\n"
@@ -99,6 +101,8 @@ int qd_cli_compare(int argc, char **argv)
             co.calib = argv[++i];
         else if (!strcmp(a, "--policies") && v)
             co.policies = argv[++i];
+        else if (!strcmp(a, "--target") && v)
+            co.target = argv[++i];
         else if (!strcmp(a, "--method") && v)
             method = argv[++i];
         else if (!strcmp(a, "--out-dir") && v)
