@@ -7,23 +7,27 @@
 //        [--qdeploy PATH] [--threads T] [--rounds R] [--warmup W] [--iters I]
 //        [--results FILE | --no-results]
 //
-// Per model NAME.onnx, two QDQ models are made once, next to it:
+// Per model NAME.onnx, three QDQ models are made once, next to it:
 // NAME.mixed.onnx and NAME.uniform.onnx (`qdeploy quantize --policy mixed|uniform`,
-// default target and calibration methods), made again only when missing or older
-// than NAME.onnx, the calibration file or the qdeploy binary. Calibration uses
+// default target, tensorrt) and NAME.x86.onnx (`--policy mixed --target x86`: the
+// CPU's placement, tensorrt's fusion rows but every Linear INT8), all with the
+// default calibration methods, each made again only when missing or older than
+// NAME.onnx, the calibration file or the qdeploy binary. Calibration uses
 // random inputs, not images: calib_normal_8x3x224x224.npy in the same folder, 8
 // seeded standard normal float32 inputs (qdeploy takes a float32 .npy as model
 // input values), `--calib-batches 2 --batch-size 4`. Such scales are good for
 // timing only; accuracy is measured elsewhere.
 //
-// Then R rounds of six rows, the order rotating by one row per round: qdeploy on
-// NAME.onnx, NAME.mixed.onnx and NAME.uniform.onnx (one `qdeploy bench` child
-// process per round, as engine_vs_ort.js runs it) and onnxruntime on the same three
-// files (one session per file, kept across rounds). A row's figure is the median
-// of its round medians. The table gives the INT8 speedups over qdeploy FP32 and
-// the qdeploy/onnxruntime ratios on the same QDQ file, then the goals of issue 5
-// with PASS/MISS, then per model qdeploy's plan line for both QDQ models and the
-// five biggest op types of the mixed model's profile (its median round).
+// Then R rounds of eight rows, the order rotating by one row per round: qdeploy on
+// NAME.onnx, NAME.mixed.onnx, NAME.uniform.onnx and NAME.x86.onnx (one `qdeploy
+// bench` child process per round, as engine_vs_ort.js runs it) and onnxruntime on
+// the same four files (one session per file, kept across rounds). A row's figure
+// is the median of its round medians. The tables give the latencies with the INT8
+// speedups over qdeploy FP32, then the qdeploy/onnxruntime ratios on the same QDQ
+// file; then the goals of issue 5 with PASS/MISS on the tensorrt mixed model, and
+// the same goals on the x86 model, marked "(x86 target)"; then per model qdeploy's
+// plan line for the three QDQ models and the five biggest op types of the mixed and
+// x86 models' profiles (their median rounds).
 // The section goes to stdout and, between the markers below, into bench/RESULTS.md.
 
 const fs = require('fs');
@@ -36,15 +40,23 @@ const ev = require('./engine_vs_ort');
 const BEGIN = '<!-- int8-vs-ort:begin -->';
 const END = '<!-- int8-vs-ort:end -->';
 const POLICIES = ['mixed', 'uniform'];
+// The QDQ files: NAME.VARIANT.onnx and its `qdeploy quantize` placement options.
+const QDQ = [
+  { variant: 'mixed', args: ['--policy', 'mixed'] },
+  { variant: 'uniform', args: ['--policy', 'uniform'] },
+  { variant: 'x86', args: ['--policy', 'mixed', '--target', 'x86'] },
+];
 const CALIB = { dims: [8, 3, 224, 224], seed: 1234, batches: 2, batchSize: 4 };
 // The rows in round 1's order; `variant` is the file: fp32 = NAME.onnx.
 const ROWS = [
   { key: 'qdFp32', engine: 'qdeploy', variant: 'fp32', label: 'qdeploy FP32' },
   { key: 'qdMixed', engine: 'qdeploy', variant: 'mixed', label: 'qdeploy INT8 mixed' },
   { key: 'qdUniform', engine: 'qdeploy', variant: 'uniform', label: 'qdeploy INT8 uniform' },
+  { key: 'qdX86', engine: 'qdeploy', variant: 'x86', label: 'qdeploy INT8 mixed (x86 target)' },
   { key: 'ortFp32', engine: 'ort', variant: 'fp32', label: 'onnxruntime FP32' },
   { key: 'ortMixed', engine: 'ort', variant: 'mixed', label: 'onnxruntime mixed QDQ' },
   { key: 'ortUniform', engine: 'ort', variant: 'uniform', label: 'onnxruntime uniform QDQ' },
+  { key: 'ortX86', engine: 'ort', variant: 'x86', label: 'onnxruntime x86-target QDQ' },
 ];
 const PROFILE_TOP = 5;
 
@@ -56,8 +68,8 @@ function usage(out) {
             `  models: names in the cache (default: ${ev.ALL_MODELS.join(' ')}) or .onnx paths\n`);
 }
 
-function qdqPath(file, policy) {
-  return file.replace(/\.onnx$/, '') + `.${policy}.onnx`;
+function qdqPath(file, variant) {
+  return file.replace(/\.onnx$/, '') + `.${variant}.onnx`;
 }
 
 // The seeded standard normal calibration inputs, written once per folder.
@@ -73,15 +85,15 @@ function ensureCalib(dir) {
   return file;
 }
 
-// NAME.POLICY.onnx, quantized again when missing or older than what it is made of.
-function ensureQdq(o, name, file, policy, calib) {
-  const out = qdqPath(file, policy);
+// NAME.VARIANT.onnx, quantized again when missing or older than what it is made of.
+function ensureQdq(o, name, file, q, calib) {
+  const out = qdqPath(file, q.variant);
   const mtime = (p) => fs.statSync(p).mtimeMs;
   if (fs.existsSync(out) && mtime(out) >= Math.max(mtime(file), mtime(calib), mtime(o.qdeploy))) {
     console.log(`${name}: ${path.basename(out)} is up to date`);
     return out;
   }
-  const args = ['quantize', file, '-o', out, '--calib', calib, '--policy', policy,
+  const args = ['quantize', file, '-o', out, '--calib', calib, ...q.args,
                 '--calib-batches', String(CALIB.batches), '--batch-size', String(CALIB.batchSize),
                 '--threads', String(o.threads)];
   const t0 = Date.now();
@@ -112,14 +124,14 @@ async function benchModel(o, m) {
     try {
       calib = ensureCalib(path.dirname(file));
     } catch (e) {
-      for (const p of POLICIES) for (const r of rowsOf(p)) fail(r, name, e);
+      for (const q of QDQ) for (const r of rowsOf(q.variant)) fail(r, name, e);
     }
-    for (const p of POLICIES) {
+    for (const q of QDQ) {
       if (!calib) break;
       try {
-        files[p] = ensureQdq(o, name, file, p, calib);
+        files[q.variant] = ensureQdq(o, name, file, q, calib);
       } catch (e) {
-        for (const r of rowsOf(p)) fail(r, name, e);
+        for (const r of rowsOf(q.variant)) fail(r, name, e);
       }
     }
     for (const r of ROWS.filter((x) => x.engine === 'ort' && files[x.variant])) {
@@ -148,9 +160,9 @@ async function benchModel(o, m) {
       }
       const f = (key) => (line[key] === undefined ? '-' : line[key].toFixed(3));
       console.log(`${name} round ${round + 1}/${o.rounds} (${order[0].label} first): ` +
-                  `qdeploy FP32 ${f('qdFp32')}, mixed ${f('qdMixed')}, uniform ${f('qdUniform')} ms; ` +
-                  `onnxruntime FP32 ${f('ortFp32')}, mixed ${f('ortMixed')}, ` +
-                  `uniform ${f('ortUniform')} ms`);
+                  `qdeploy FP32 ${f('qdFp32')}, mixed ${f('qdMixed')}, uniform ${f('qdUniform')}, ` +
+                  `x86-mixed ${f('qdX86')} ms; onnxruntime FP32 ${f('ortFp32')}, ` +
+                  `mixed ${f('ortMixed')}, uniform ${f('ortUniform')}, x86-mixed ${f('ortX86')} ms`);
     }
   } finally {
     for (const s of Object.values(sessions)) await s.release();
@@ -192,20 +204,28 @@ const fig = (res, key) => res.rows[key].figure;
 const ms = (v) => (v === null ? 'failed' : v.toFixed(2));
 const ratio = (a, b) => (a === null || b === null ? '-' : (a / b).toFixed(2));
 
+// Two tables: latencies (with the INT8 speedups over qdeploy FP32), then the
+// qdeploy/onnxruntime ratios on the same QDQ file.
 function table(results) {
   const rows = ['| model | qdeploy FP32 ms | qdeploy INT8 mixed ms (speedup) | ' +
-                'qdeploy INT8 uniform ms (speedup) | onnxruntime FP32 ms | onnxruntime mixed ms | ' +
-                'onnxruntime uniform ms | mixed qdeploy/ort | uniform qdeploy/ort |',
+                'qdeploy INT8 uniform ms (speedup) | qdeploy x86-mixed ms (speedup) | ' +
+                'onnxruntime FP32 ms | onnxruntime mixed ms | onnxruntime uniform ms | ' +
+                'onnxruntime x86-mixed ms |',
                 '|---|---:|---:|---:|---:|---:|---:|---:|---:|'];
   for (const r of results) {
     const fp32 = fig(r, 'qdFp32');
     const int8 = (key) => ms(fig(r, key)) +
       (fp32 !== null && fig(r, key) !== null ? ` (${ratio(fp32, fig(r, key))}x)` : '');
     rows.push(`| ${r.name} | ${ms(fp32)} | ${int8('qdMixed')} | ${int8('qdUniform')} | ` +
-              `${ms(fig(r, 'ortFp32'))} | ${ms(fig(r, 'ortMixed'))} | ${ms(fig(r, 'ortUniform'))} | ` +
-              `${ratio(fig(r, 'qdMixed'), fig(r, 'ortMixed'))} | ` +
-              `${ratio(fig(r, 'qdUniform'), fig(r, 'ortUniform'))} |`);
+              `${int8('qdX86')} | ${ms(fig(r, 'ortFp32'))} | ${ms(fig(r, 'ortMixed'))} | ` +
+              `${ms(fig(r, 'ortUniform'))} | ${ms(fig(r, 'ortX86'))} |`);
   }
+  rows.push('', '| model | mixed qdeploy/ort | uniform qdeploy/ort | x86-mixed qdeploy/ort |',
+            '|---|---:|---:|---:|');
+  for (const r of results)
+    rows.push(`| ${r.name} | ${ratio(fig(r, 'qdMixed'), fig(r, 'ortMixed'))} | ` +
+              `${ratio(fig(r, 'qdUniform'), fig(r, 'ortUniform'))} | ` +
+              `${ratio(fig(r, 'qdX86'), fig(r, 'ortX86'))} |`);
   const failures = [];
   for (const r of results)
     for (const row of Object.values(r.rows))
@@ -216,36 +236,49 @@ function table(results) {
 }
 
 // The goals of issue 5, each checked on this run's figures: PASS, MISS, or n/a
-// when the model was not run.
+// when the model was not run. First as issue 5 states them (the tensorrt mixed
+// model), then the same goals on the x86 model, marked "(x86 target)"; `x86` says
+// which set a goal belongs to.
 function goals(results) {
   const by = new Map(results.map((r) => [r.name, r]));
   const out = [];
+  let x86 = false;
   const add = (goal, r, measure) => {
-    if (!r) { out.push({ goal, measured: 'not run', mark: 'n/a' }); return; }
+    if (x86) goal += ' (x86 target)';
+    if (!r) { out.push({ goal, x86, measured: 'not run', mark: 'n/a' }); return; }
     const [ok, measured] = measure(r);
-    out.push({ goal, measured: ok === null ? 'no figure' : measured, mark: ok ? 'PASS' : 'MISS' });
+    out.push({ goal, x86, measured: ok === null ? 'no figure' : measured,
+               mark: ok ? 'PASS' : 'MISS' });
   };
   // [ok | null when a figure is missing, what was measured]
   const faster = (a, b, what) => (r) => (fig(r, a) === null || fig(r, b) === null ? [null]
     : [fig(r, a) < fig(r, b), `${fig(r, a).toFixed(2)} vs ${fig(r, b).toFixed(2)} ms${what}`]);
-  for (const [model, min] of [['resnet50', 2.5], ['convnext_tiny', 2], ['vit_b_16', 2]])
-    add(`${model}: qdeploy INT8 mixed >= ${min}x qdeploy FP32`, by.get(model), (r) => {
-      const fp32 = fig(r, 'qdFp32'), mixed = fig(r, 'qdMixed');
-      return fp32 === null || mixed === null ? [null]
-        : [fp32 / mixed >= min, `${ratio(fp32, mixed)}x`];
-    });
   const convnexts = ['convnext_tiny', 'convnext_base', 'convnext_large'];
   for (const r of results)
     if (r.name.startsWith('convnext') && !convnexts.includes(r.name)) convnexts.push(r.name);
-  for (const model of convnexts)
-    add(`${model}: qdeploy INT8 mixed faster than uniform`, by.get(model),
-        faster('qdMixed', 'qdUniform', ''));
+  const sameFile = (r, p, qd, ort) =>
+    add(`${r.name}: qdeploy INT8 ${p} faster than onnxruntime on the same QDQ file`, r,
+        faster(qd, ort, ` (ratio ${ratio(fig(r, qd), fig(r, ort))})`));
+  // mixed: the row key of the mixed model the speedup and ConvNeXt goals check.
+  const mixedGoals = (mixed) => {
+    for (const [model, min] of [['resnet50', 2.5], ['convnext_tiny', 2], ['vit_b_16', 2]])
+      add(`${model}: qdeploy INT8 mixed >= ${min}x qdeploy FP32`, by.get(model), (r) => {
+        const fp32 = fig(r, 'qdFp32'), m = fig(r, mixed);
+        return fp32 === null || m === null ? [null] : [fp32 / m >= min, `${ratio(fp32, m)}x`];
+      });
+    for (const model of convnexts)
+      add(`${model}: qdeploy INT8 mixed faster than uniform`, by.get(model),
+          faster(mixed, 'qdUniform', ''));
+  };
+  mixedGoals('qdMixed');
   for (const r of results)
     for (const p of POLICIES) {
       const P = p[0].toUpperCase() + p.slice(1);
-      add(`${r.name}: qdeploy INT8 ${p} faster than onnxruntime on the same QDQ file`, r,
-          faster(`qd${P}`, `ort${P}`, ` (ratio ${ratio(fig(r, `qd${P}`), fig(r, `ort${P}`))})`));
+      sameFile(r, p, `qd${P}`, `ort${P}`);
     }
+  x86 = true;
+  mixedGoals('qdX86');
+  for (const r of results) sameFile(r, 'mixed', 'qdX86', 'ortX86');
   return out;
 }
 
@@ -255,26 +288,34 @@ function details(results) {
     const rounds = (key) => ev.range(r.rows[key].rounds.map((s) => s.median));
     lines.push('', `#### ${r.name}`, '',
                `- round medians, ms (min–max): qdeploy FP32 ${rounds('qdFp32')}, ` +
-               `mixed ${rounds('qdMixed')}, uniform ${rounds('qdUniform')}; onnxruntime FP32 ` +
-               `${rounds('ortFp32')}, mixed ${rounds('ortMixed')}, uniform ${rounds('ortUniform')}`);
-    for (const p of POLICIES) {
-      const plan = planLine(medianRoundOutput(r.rows[p === 'mixed' ? 'qdMixed' : 'qdUniform']));
-      lines.push(`- qdeploy plan, ${p}: ${plan ? `\`${plan}\`` : '-'}`);
+               `mixed ${rounds('qdMixed')}, uniform ${rounds('qdUniform')}, x86-mixed ` +
+               `${rounds('qdX86')}; onnxruntime FP32 ${rounds('ortFp32')}, mixed ` +
+               `${rounds('ortMixed')}, uniform ${rounds('ortUniform')}, x86-mixed ${rounds('ortX86')}`);
+    for (const [what, key] of [['mixed', 'qdMixed'], ['uniform', 'qdUniform'],
+                               ['x86-mixed', 'qdX86']]) {
+      const plan = planLine(medianRoundOutput(r.rows[key]));
+      lines.push(`- qdeploy plan, ${what}: ${plan ? `\`${plan}\`` : '-'}`);
     }
-    const top = topOps(medianRoundOutput(r.rows.qdMixed), PROFILE_TOP);
-    if (!top.length) continue;
-    lines.push(`- biggest costs of qdeploy INT8 mixed (op types, top ${top.length}, from its ` +
-               'median round\'s profile; share of the profiled time):', '',
-               '| op | kernel | nodes | ms/run | share |', '|---|---|---:|---:|---:|',
-               ...top.map((t) => `| \`${t.op}\` | ${t.kernel} | ${t.nodes} | ${t.ms.toFixed(2)} | ` +
-                                 `${t.share}% |`));
+    for (const [what, key] of [['mixed', 'qdMixed'], ['mixed (x86 target)', 'qdX86']]) {
+      const top = topOps(medianRoundOutput(r.rows[key]), PROFILE_TOP);
+      if (!top.length) continue;
+      lines.push(`- biggest costs of qdeploy INT8 ${what} (op types, top ${top.length}, from ` +
+                 'its median round\'s profile; share of the profiled time):', '',
+                 '| op | kernel | nodes | ms/run | share |', '|---|---|---:|---:|---:|',
+                 ...top.map((t) => `| \`${t.op}\` | ${t.kernel} | ${t.nodes} | ` +
+                                   `${t.ms.toFixed(2)} | ${t.share}% |`), '');
+    }
+    if (lines[lines.length - 1] === '') lines.pop();
   }
   return lines;
 }
 
 function section(o, results, meta) {
   const g = goals(results);
-  const count = (mark) => g.filter((x) => x.mark === mark).length;
+  const counts = (x86) => {
+    const n = (mark) => g.filter((x) => x.x86 === x86 && x.mark === mark).length;
+    return `${n('PASS')} PASS, ${n('MISS')} MISS` + (n('n/a') ? `, ${n('n/a')} not run` : '');
+  };
   return [
     BEGIN,
     '## qdeploy INT8 vs float32 and vs onnxruntime on the same QDQ models (CPU, batch 1)',
@@ -282,12 +323,14 @@ function section(o, results, meta) {
     ...ev.metaLines(o, meta),
     '- models: torchvision, random weights (tools/fixtures/export_torchvision.py), 1x3x224x224, ' +
       'opset 17; QDQ models NAME.mixed.onnx / NAME.uniform.onnx by `qdeploy quantize --policy ' +
-      'mixed|uniform` (default target and calibration methods).',
+      'mixed|uniform` (default target, tensorrt) and NAME.x86.onnx by `--policy mixed --target ' +
+      'x86` (the CPU\'s placement: tensorrt\'s fusion rows, every Linear INT8); default ' +
+      'calibration methods.',
     `- calibration: **random inputs**, not images: ${CALIB.dims[0]} seeded standard normal ` +
       `${CALIB.dims.slice(1).join('x')} float32 inputs (\`--calib-batches ${CALIB.batches} ` +
       `--batch-size ${CALIB.batchSize}\`). The figures are latency only; accuracy is measured ` +
       'elsewhere.',
-    `- method: per model ${o.rounds} rounds of the six rows, the order rotating by one row per ` +
+    `- method: per model ${o.rounds} rounds of the eight rows, the order rotating by one row per ` +
       `round; each round ${o.warmup} warm-up + ${o.iters} timed runs on one uniform [-1, 1) input ` +
       '(qdeploy: one `qdeploy bench` process per round, INT8 kernels for the QDQ groups; ' +
       'onnxruntime: one session per file kept across rounds); a row\'s figure is the median of ' +
@@ -297,8 +340,7 @@ function section(o, results, meta) {
     '',
     table(results),
     '',
-    `### Goals (issue 5): ${count('PASS')} PASS, ${count('MISS')} MISS` +
-      (count('n/a') ? `, ${count('n/a')} not run` : ''),
+    `### Goals (issue 5): ${counts(false)}; the same goals on the x86 target: ${counts(true)}`,
     '',
     '| goal | measured | result |',
     '|---|---|---|',

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# qdeploy INT8 (mixed, uniform) vs qdeploy FP32 and onnxruntime, interleaved; see bench/README.md.
+# qdeploy INT8 (mixed, uniform, x86-target mixed) vs qdeploy FP32 and onnxruntime, interleaved; see bench/README.md.
 #
 #   bench/run_int8_vs_ort.sh [--models "resnet50 convnext_tiny"] [--threads 2]
 #       [--rounds 5] [--iters 10] [--warmup 3] [--cache DIR] [--qdeploy PATH]
@@ -9,8 +9,9 @@
 # build/qdeploy if it is missing and no --qdeploy is given (it does not rebuild a
 # stale one), exports the models with Debian's python3-torch into the cache
 # (default .cache/torchvision), then runs bench/int8_vs_ort.js, which makes the
-# QDQ models (NAME.mixed.onnx, NAME.uniform.onnx) in the cache when they are
-# missing or stale, prints the table and writes it to bench/RESULTS.md.
+# QDQ models (NAME.mixed.onnx, NAME.uniform.onnx: tensorrt target; NAME.x86.onnx:
+# --policy mixed --target x86) in the cache when they are missing or stale, prints
+# the tables and writes them to bench/RESULTS.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
