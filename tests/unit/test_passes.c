@@ -144,6 +144,57 @@ static void test_simplify_folds_batch_norm(void **state)
     }
 }
 
+/* ConvNeXt's block tail: x[1,4,4,8] -> MatMul(W[8,6]) [-> Add(b)]
+ * [-> Transpose(0,3,1,2)] -> Mul(gamma) -> y. kind 0: with Add and
+ * Transpose, gamma [6,1,1]; 1: no Add, no Transpose, gamma [6]; 2: gamma
+ * along H (not the features: must stay); 3: gamma a scalar. */
+static qd_graph *linear_scale(int kind)
+{
+    qd_graph *g = qd_graph_new();
+    g->opset = 17;
+    qd_value *x = input(g, "x", 4, (int64_t[]){1, 4, 4, 8});
+    qd_value *mm[2] = {x, weight(g, "w", 2, (int64_t[]){8, 6}, 11, 0)};
+    qd_value *y = op(g, "MatMul", "fc2", mm, 2, "h");
+    if (kind == 0) {
+        qd_value *a[2] = {weight(g, "b", 1, (int64_t[]){6}, 12, 0), y};
+        y = op(g, "Add", "bias", a, 2, "hb");
+        y = op(g, "Transpose", "perm", &y, 1, "t");
+        qd_node_set_attr_ints(y->producer, "perm", (int64_t[]){0, 3, 1, 2}, 4);
+    }
+    qd_value *gamma = kind == 0   ? weight(g, "gamma", 3, (int64_t[]){6, 1, 1}, 13, 0.5f)
+                      : kind == 1 ? weight(g, "gamma", 1, (int64_t[]){6}, 13, 0.5f)
+                      : kind == 2 ? weight(g, "gamma", 3, (int64_t[]){4, 1, 1}, 13, 0.5f)
+                                  : scalar(g, "gamma", 0.25f);
+    qd_value *m[2] = {gamma, y};
+    output(g, op(g, "Mul", "layer_scale", m, 2, "y"));
+    return g;
+}
+
+static void test_simplify_folds_linear_scale(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind < 4; kind++) {
+        qd_graph *before = linear_scale(kind), *after = linear_scale(kind);
+        size_t n1, n2;
+        float *want = run(before, &n1);
+        assert_int_equal(qd_graph_infer_shapes(after), QD_OK);
+        assert_int_equal(qd_graph_simplify(after), QD_OK);
+        /* Folded unless gamma varies along something but the features. */
+        assert_int_equal(count_op(after, "Mul"), kind == 2 ? 1 : 0);
+        assert_string_equal(after->outputs[0]->name, "y");
+        /* The replaced weights are no initializers any more. */
+        for (size_t i = 0; i < after->n_initializers; i++)
+            assert_true(after->initializers[i]->n_uses > 0);
+        float *got = run(after, &n2);
+        assert_int_equal(n1, n2);
+        assert_close(got, want, n1, 1e-5f);
+        free(want);
+        free(got);
+        qd_graph_delete(before);
+        qd_graph_delete(after);
+    }
+}
+
 /* x -> Div(sqrt2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5) -> y, or the
  * (x * 0.5) * t order. */
 static qd_graph *gelu_chain(int half_first)
@@ -253,6 +304,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simplify_folds_batch_norm),
+        cmocka_unit_test(test_simplify_folds_linear_scale),
         cmocka_unit_test(test_canonicalize_gelu),
         cmocka_unit_test(test_canonicalize_leaves_lookalikes),
         cmocka_unit_test(test_canonicalize_layernorm),
