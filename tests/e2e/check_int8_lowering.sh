@@ -4,7 +4,8 @@
 # random calibration image is enough to place and scale QDQ) and checks that
 # the engine lowers every QDQ group it should to an INT8 kernel: each Conv,
 # MatMul or Gemm whose input and weight both come from DequantizeLinear of
-# int8 (zero point 0) is one INT8 step. Prints the counts per model.
+# int8 (zero point 0), and each MatMul of two such activations, is one INT8
+# step. Prints the counts per model.
 set -u
 QDEPLOY=$1
 PYTHON=$2
@@ -43,8 +44,11 @@ def dq_of(name, const):
         return False
     src_const = n.input[0] in inits
     return src_const == const and zero(n.input[2] if len(n.input) > 2 else "")
+# A Conv/MatMul/Gemm with an int8 weight, or a MatMul of two int8
+# activations (attention's QK^T and AV).
 count = sum(1 for n in g.node if n.op_type in ("Conv", "MatMul", "Gemm")
-            and len(n.input) > 1 and dq_of(n.input[0], False) and dq_of(n.input[1], True))
+            and len(n.input) > 1 and dq_of(n.input[0], False)
+            and (dq_of(n.input[1], True) or (n.op_type == "MatMul" and dq_of(n.input[1], False))))
 print(count)
 PY
 )
