@@ -18,10 +18,7 @@
 
 typedef struct conv_s8_state {
     qd_dnnl_state_head head;
-    dnnl_primitive_t conv;
-    dnnl_memory_t src, dst, wei, bias;
-    dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
-    qd_dnnl_chain chain;
+    qd_dnnl_s8_prim p;
     int rank;
     int64_t in_dims[5], out_dims[5];
 } conv_s8_state;
@@ -31,15 +28,7 @@ static void conv_s8_release(void *p)
     conv_s8_state *s = p;
     if (!s)
         return;
-    if (s->conv)
-        dnnl_primitive_destroy(s->conv);
-    dnnl_memory_t mems[] = {s->src, s->dst, s->wei, s->bias};
-    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
-        if (mems[i])
-            dnnl_memory_destroy(mems[i]);
-    for (int i = 0; i < QD_DNNL_MAX_BINARY; i++)
-        if (s->bin[i])
-            dnnl_memory_destroy(s->bin[i]);
+    qd_dnnl_s8_destroy(&s->p);
     qd_free(s);
 }
 
@@ -77,15 +66,9 @@ static qd_status conv_s8_prepare(const qd_kernel_args *a, void **state)
     qd_graph *g = a->graph;
     const qd_node *n = a->node;
     const qd_quant_params *q = a->quant;
-    dnnl_engine_t eng;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_post_ops_t po = NULL;
-    dnnl_primitive_attr_t attr = NULL;
     float *oscale = NULL, *bias_acc = NULL;
     conv_s8_state *s = NULL;
     *state = NULL;
-    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
-        return st;
     const qd_tensor *x = a->inputs[0], *w = a->inputs[1];
     const qd_tensor *b = n->n_inputs > 2 ? a->inputs[2] : NULL;
     const qd_tensor *y = a->outputs[0];
@@ -159,50 +142,15 @@ static qd_status conv_s8_prepare(const qd_kernel_args *a, void **state)
     QD_DNNL_TRY(g, n, dnnl_dilated_convolution_forward_desc_init(
                           &cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &wei_any,
                           b ? &bias_md : NULL, &dst_md, strides, dil, pl, pr));
-    QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
-    if ((st = qd_dnnl_chain_post_ops(a, po, &dst_md, &dst_md, QD_DNNL_RESIDUAL_SUM, 1, a->n_fused,
-                                     &s->chain)) != QD_OK)
+    if ((st = qd_dnnl_s8_build(a, &cd, &src_md, &dst_md, NULL, (int)gm.oc, 1 << 1, oscale, &s->p,
+                               &s->head)) != QD_OK ||
+        (st = qd_dnnl_reorder_const(g, n, &wei_user, w->data, qd_dnnl_s8_weights_md(&s->p),
+                                    &s->p.wei)) != QD_OK ||
+        (b && (st = qd_dnnl_reorder_const(g, n, &bias_md, bias_acc, &bias_md, &s->p.bias)) != QD_OK))
         goto fail;
-    if (s->chain.tail_from < a->n_fused) {
-        st = qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
-                           "node '%s' (%s): the INT8 conv cannot fuse '%s'", n->name, n->op_type,
-                           a->fused[s->chain.tail_from]->name);
-        goto fail;
-    }
-    if ((st = qd_dnnl_requant_post_op(a, po)) != QD_OK)
-        goto fail;
-    QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
-    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
-    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(attr, gm.oc, 1 << 1, oscale));
-    QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL));
-
-    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    if ((st = qd_dnnl_reorder_const(g, n, &wei_user, w->data, wmd, &s->wei)) != QD_OK)
-        goto fail;
-    if (b && (st = qd_dnnl_reorder_const(g, n, &bias_md, bias_acc, &bias_md, &s->bias)) != QD_OK)
-        goto fail;
-    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src, &src_md, eng, DNNL_MEMORY_NONE));
-    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst, &dst_md, eng, DNNL_MEMORY_NONE));
-    for (int i = 0; i < s->chain.n_binary; i++) {
-        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(
-            pd, dnnl_query_exec_arg_md,
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
-        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], md, eng, DNNL_MEMORY_NONE));
-    }
-    QD_DNNL_TRY(g, n, dnnl_primitive_create(&s->conv, pd));
-    const_dnnl_primitive_desc_t ppd;
-    QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->conv, &ppd));
-    s->head.impl = qd_dnnl_impl_name(ppd);
-    s->head.in_place_input = s->chain.sum_input;
     *state = s;
     s = NULL;
 fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    if (po)
-        dnnl_post_ops_destroy(po);
     qd_free(oscale);
     qd_free(bias_acc);
     conv_s8_release(s);
@@ -211,44 +159,14 @@ fail:
 
 static qd_status conv_s8_execute(const qd_kernel_args *a, conv_s8_state *s)
 {
-    qd_status st = QD_OK;
-    qd_graph *g = a->graph;
-    const qd_node *n = a->node;
-    dnnl_stream_t strm;
-    if ((st = qd_dnnl_get(g, n, NULL, &strm)) != QD_OK)
-        return st;
-    const qd_tensor *x = a->inputs[0];
-    qd_tensor *y = a->outputs[0];
+    const qd_tensor *x = a->inputs[0], *y = a->outputs[0];
     if (x->rank != s->rank || y->rank != s->rank ||
         memcmp(x->dims, s->in_dims, (size_t)s->rank * sizeof *x->dims) != 0 ||
         memcmp(y->dims, s->out_dims, (size_t)s->rank * sizeof *y->dims) != 0)
-        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
+        return qd_graph_fail(a->graph, QD_STATUS_SHAPE_ERROR,
                              "node '%s' (%s): shapes changed since the INT8 conv was prepared",
-                             n->name, n->op_type);
-    dnnl_exec_arg_t args[4 + QD_DNNL_MAX_BINARY];
-    int na = 0;
-    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src, x->data));
-    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst, y->data));
-    for (int i = 0; i < s->chain.n_binary; i++) {
-        QD_DNNL_TRY(g, n,
-                    dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
-        args[na++] = (dnnl_exec_arg_t){
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
-    }
-    if (s->chain.sum_input >= 0) {
-        const qd_tensor *r = a->inputs[s->chain.sum_input];
-        if (r->data != y->data)
-            memcpy(y->data, r->data, y->nbytes);
-    }
-    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src};
-    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
-    if (s->bias)
-        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
-    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst};
-    QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->conv, strm, na, args));
-    QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
-fail:
-    return st;
+                             a->node->name, a->node->op_type);
+    return qd_dnnl_s8_execute(a, &s->p, NULL);
 }
 
 static qd_status conv_s8_run(const qd_kernel_args *a)

@@ -157,6 +157,34 @@ typedef struct qd_dnnl_conv_geom {
 int qd_dnnl_conv_read_geom(const qd_node *n, int rank, const int64_t *x, const int64_t *w,
                            const int64_t *y, qd_dnnl_conv_geom *g, char *err, size_t esz);
 
+/* ---- the INT8 kernels' shared part (s8_common.c) ---- */
+
+/* An INT8 primitive with the memories it runs on. */
+typedef struct qd_dnnl_s8_prim {
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_t src, wei, bias, dst;
+    dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
+    qd_dnnl_chain chain;
+} qd_dnnl_s8_prim;
+
+/* Builds p for op_desc (a conv or matmul descriptor): the fused chain's
+ * post-ops, the requantizing post-op, output scales (n_scales, mask), the
+ * primitive and memories for src/dst, for a runtime weight of wei_md
+ * (NULL: the caller reorders a constant into p->wei with
+ * qd_dnnl_s8_weights_md), and for each binary operand. Fills head. */
+qd_status qd_dnnl_s8_build(const qd_kernel_args *a, const void *op_desc,
+                           const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *dst_md,
+                           const dnnl_memory_desc_t *wei_md, int n_scales, int scale_mask,
+                           const float *scales, qd_dnnl_s8_prim *p, qd_dnnl_state_head *head);
+/* The weights layout the primitive chose. */
+const dnnl_memory_desc_t *qd_dnnl_s8_weights_md(const qd_dnnl_s8_prim *p);
+void qd_dnnl_s8_destroy(qd_dnnl_s8_prim *p);
+/* Runs p on a's tensors (inputs[0] -> outputs[0], the chain's operands;
+ * a `sum` residual is put into dst first); wei_data: a runtime weight's
+ * data, NULL for a constant one. */
+qd_status qd_dnnl_s8_execute(const qd_kernel_args *a, qd_dnnl_s8_prim *p, const void *wei_data);
+
 /* The per-op halves of the selector API (conv2d_f32_dnnl.c,
  * matmul_f32_dnnl.c). */
 int qd_dnnl_conv_supports(const qd_node *n);

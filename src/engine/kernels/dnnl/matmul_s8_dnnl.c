@@ -14,10 +14,7 @@
 
 typedef struct matmul_s8_state {
     qd_dnnl_state_head head;
-    dnnl_primitive_t mm;
-    dnnl_memory_t src, dst, wei, bias;
-    dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
-    qd_dnnl_chain chain;
+    qd_dnnl_s8_prim p;
     int64_t rows, k, n; /* batched: the element counts of A, B and Y */
     int batched;        /* B is an int8 activation, set at run time */
 } matmul_s8_state;
@@ -27,15 +24,7 @@ static void matmul_s8_release(void *p)
     matmul_s8_state *s = p;
     if (!s)
         return;
-    if (s->mm)
-        dnnl_primitive_destroy(s->mm);
-    dnnl_memory_t mems[] = {s->src, s->dst, s->wei, s->bias};
-    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
-        if (mems[i])
-            dnnl_memory_destroy(mems[i]);
-    for (int i = 0; i < QD_DNNL_MAX_BINARY; i++)
-        if (s->bin[i])
-            dnnl_memory_destroy(s->bin[i]);
+    qd_dnnl_s8_destroy(&s->p);
     qd_free(s);
 }
 
@@ -59,14 +48,8 @@ static qd_status batched_prepare(const qd_kernel_args *a, void **state)
     qd_graph *g = a->graph;
     const qd_node *n = a->node;
     const qd_quant_params *q = a->quant;
-    dnnl_engine_t eng;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_post_ops_t po = NULL;
-    dnnl_primitive_attr_t attr = NULL;
     matmul_s8_state *s = NULL;
     *state = NULL;
-    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
-        return st;
     const qd_tensor *x = a->inputs[0], *w = a->inputs[1], *y = a->outputs[0];
     int int8_out = q->dst_scale > 0.0f, r = x->rank;
     if (x->dtype != QD_DT_INT8 || w->dtype != QD_DT_INT8 || r < 2 || r > 4 || w->rank != r ||
@@ -98,48 +81,15 @@ static qd_status batched_prepare(const qd_kernel_args *a, void **state)
                                                    plain_tag(r)));
     dnnl_matmul_desc_t md;
     QD_DNNL_TRY(g, n, dnnl_matmul_desc_init(&md, &src_md, &wei_md, NULL, &dst_md));
-    QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
-    if ((st = qd_dnnl_chain_post_ops(a, po, &dst_md, &dst_md, QD_DNNL_RESIDUAL_SUM, 1,
-                                     a->n_fused, &s->chain)) != QD_OK)
-        goto fail;
-    if (s->chain.tail_from < a->n_fused) {
-        st = qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
-                           "node '%s' (%s): the INT8 matmul cannot fuse '%s'", n->name,
-                           n->op_type, a->fused[s->chain.tail_from]->name);
-        goto fail;
-    }
-    if ((st = qd_dnnl_requant_post_op(a, po)) != QD_OK)
-        goto fail;
     float oscale = q->src_scale * q->w_scale[0];
     if (int8_out && !q->requant_post_op)
         oscale /= q->dst_scale;
-    QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
-    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
-    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(attr, 1, 0, &oscale));
-    QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL));
-    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src, &src_md, eng, DNNL_MEMORY_NONE));
-    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->wei, &wei_md, eng, DNNL_MEMORY_NONE));
-    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst, &dst_md, eng, DNNL_MEMORY_NONE));
-    for (int i = 0; i < s->chain.n_binary; i++) {
-        const dnnl_memory_desc_t *bmd = dnnl_primitive_desc_query_md(
-            pd, dnnl_query_exec_arg_md,
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
-        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], bmd, eng, DNNL_MEMORY_NONE));
-    }
-    QD_DNNL_TRY(g, n, dnnl_primitive_create(&s->mm, pd));
-    const_dnnl_primitive_desc_t ppd;
-    QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->mm, &ppd));
-    s->head.impl = qd_dnnl_impl_name(ppd);
-    s->head.in_place_input = s->chain.sum_input;
+    if ((st = qd_dnnl_s8_build(a, &md, &src_md, &dst_md, &wei_md, 1, 0, &oscale, &s->p,
+                               &s->head)) != QD_OK)
+        goto fail;
     *state = s;
     s = NULL;
 fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    if (po)
-        dnnl_post_ops_destroy(po);
     matmul_s8_release(s);
     return st;
 }
@@ -152,15 +102,9 @@ static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
     qd_graph *g = a->graph;
     const qd_node *n = a->node;
     const qd_quant_params *q = a->quant;
-    dnnl_engine_t eng;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_post_ops_t po = NULL;
-    dnnl_primitive_attr_t attr = NULL;
     float *oscale = NULL, *bias_acc = NULL;
     matmul_s8_state *s = NULL;
     *state = NULL;
-    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
-        return st;
     const qd_tensor *x = a->inputs[0], *w = a->inputs[1];
     const qd_tensor *c = n->op == QD_OP_GEMM && n->n_inputs > 2 ? a->inputs[2] : NULL;
     const qd_tensor *y = a->outputs[0];
@@ -213,7 +157,6 @@ static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
     dnnl_matmul_desc_t md;
     QD_DNNL_TRY(g, n, dnnl_matmul_desc_init(&md, &src_md, &wei_any, c ? &bias_md : NULL, &dst_md));
     /* The chain sees the output as the 2-D [rows, N] matrix it is. */
-    QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
     qd_tensor y2 = *y;
     y2.rank = 2;
     y2.dims[0] = rows;
@@ -223,8 +166,8 @@ static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
     for (int i = 0; i < a->n_inputs && i < QD_STEP_MAX_INPUTS; i++) {
         ins[i] = a->inputs[i];
         /* Full-shape operands (residuals) flattened like the output. */
-        if (i >= n->n_inputs && ins[i] && qd_numel(ins[i]->rank, ins[i]->dims) == rows * nn &&
-            ins[i]->rank == y->rank && !memcmp(ins[i]->dims, y->dims, (size_t)y->rank * 8)) {
+        if (i >= n->n_inputs && ins[i] && ins[i]->rank == y->rank &&
+            !memcmp(ins[i]->dims, y->dims, (size_t)y->rank * sizeof *y->dims)) {
             flat[i] = *ins[i];
             flat[i].rank = 2;
             flat[i].dims[0] = rows;
@@ -236,49 +179,15 @@ static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
     qd_kernel_args a2 = *a;
     a2.inputs = ins;
     a2.outputs = outs;
-    if ((st = qd_dnnl_chain_post_ops(&a2, po, &dst_md, &dst_md, QD_DNNL_RESIDUAL_SUM, 1,
-                                     a->n_fused, &s->chain)) != QD_OK)
+    if ((st = qd_dnnl_s8_build(&a2, &md, &src_md, &dst_md, NULL, q->n_w_scale == 1 ? 1 : (int)nn,
+                               q->n_w_scale == 1 ? 0 : 1 << 1, oscale, &s->p, &s->head)) != QD_OK ||
+        (st = qd_dnnl_reorder_const(g, n, &wei_user, w->data, qd_dnnl_s8_weights_md(&s->p),
+                                    &s->p.wei)) != QD_OK ||
+        (c && (st = qd_dnnl_reorder_const(g, n, &bias_md, bias_acc, &bias_md, &s->p.bias)) != QD_OK))
         goto fail;
-    if (s->chain.tail_from < a->n_fused) {
-        st = qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
-                           "node '%s' (%s): the INT8 matmul cannot fuse '%s'", n->name,
-                           n->op_type, a->fused[s->chain.tail_from]->name);
-        goto fail;
-    }
-    if ((st = qd_dnnl_requant_post_op(a, po)) != QD_OK)
-        goto fail;
-    QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
-    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
-    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(
-                          attr, q->n_w_scale == 1 ? 1 : nn, q->n_w_scale == 1 ? 0 : 1 << 1, oscale));
-    QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL));
-    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    if ((st = qd_dnnl_reorder_const(g, n, &wei_user, w->data, wmd, &s->wei)) != QD_OK)
-        goto fail;
-    if (c && (st = qd_dnnl_reorder_const(g, n, &bias_md, bias_acc, &bias_md, &s->bias)) != QD_OK)
-        goto fail;
-    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src, &src_md, eng, DNNL_MEMORY_NONE));
-    QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst, &dst_md, eng, DNNL_MEMORY_NONE));
-    for (int i = 0; i < s->chain.n_binary; i++) {
-        const dnnl_memory_desc_t *bmd = dnnl_primitive_desc_query_md(
-            pd, dnnl_query_exec_arg_md,
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
-        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], bmd, eng, DNNL_MEMORY_NONE));
-    }
-    QD_DNNL_TRY(g, n, dnnl_primitive_create(&s->mm, pd));
-    const_dnnl_primitive_desc_t ppd;
-    QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->mm, &ppd));
-    s->head.impl = qd_dnnl_impl_name(ppd);
-    s->head.in_place_input = s->chain.sum_input;
     *state = s;
     s = NULL;
 fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    if (po)
-        dnnl_post_ops_destroy(po);
     qd_free(oscale);
     qd_free(bias_acc);
     matmul_s8_release(s);
@@ -287,47 +196,15 @@ fail:
 
 static qd_status matmul_s8_execute(const qd_kernel_args *a, matmul_s8_state *s)
 {
-    qd_status st = QD_OK;
-    qd_graph *g = a->graph;
-    const qd_node *n = a->node;
-    dnnl_stream_t strm;
-    if ((st = qd_dnnl_get(g, n, NULL, &strm)) != QD_OK)
-        return st;
-    const qd_tensor *x = a->inputs[0];
-    qd_tensor *y = a->outputs[0];
+    const qd_tensor *x = a->inputs[0], *w = a->inputs[1], *y = a->outputs[0];
     int64_t want_x = s->batched ? s->rows : s->rows * s->k;
     int64_t want_y = s->batched ? s->n : s->rows * s->n;
     if (qd_numel(x->rank, x->dims) != want_x || qd_numel(y->rank, y->dims) != want_y ||
-        (s->batched && qd_numel(a->inputs[1]->rank, a->inputs[1]->dims) != s->k))
-        return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
+        (s->batched && qd_numel(w->rank, w->dims) != s->k))
+        return qd_graph_fail(a->graph, QD_STATUS_SHAPE_ERROR,
                              "node '%s' (%s): shapes changed since the INT8 matmul was prepared",
-                             n->name, n->op_type);
-    dnnl_exec_arg_t args[4 + QD_DNNL_MAX_BINARY];
-    int na = 0;
-    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src, x->data));
-    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst, y->data));
-    if (s->batched)
-        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->wei, a->inputs[1]->data));
-    for (int i = 0; i < s->chain.n_binary; i++) {
-        QD_DNNL_TRY(g, n,
-                    dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
-        args[na++] = (dnnl_exec_arg_t){
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
-    }
-    if (s->chain.sum_input >= 0) {
-        const qd_tensor *r = a->inputs[s->chain.sum_input];
-        if (r->data != y->data)
-            memcpy(y->data, r->data, y->nbytes);
-    }
-    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src};
-    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
-    if (s->bias)
-        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
-    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst};
-    QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->mm, strm, na, args));
-    QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
-fail:
-    return st;
+                             a->node->name, a->node->op_type);
+    return qd_dnnl_s8_execute(a, &s->p, s->batched ? w->data : NULL);
 }
 
 static qd_status matmul_s8_run(const qd_kernel_args *a)

@@ -1,0 +1,122 @@
+/* What the INT8 kernels (conv2d_s8_dnnl.c, matmul_s8_dnnl.c) share: the
+ * post-ops of the fused chain with the requantizing scale, the primitive
+ * with its output scales, the memories it runs on, and running it. */
+#include <string.h>
+
+#include "engine/kernels/dnnl/dnnl_common.h"
+
+qd_status qd_dnnl_s8_build(const qd_kernel_args *a, const void *op_desc,
+                           const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *dst_md,
+                           const dnnl_memory_desc_t *wei_md, int n_scales, int scale_mask,
+                           const float *scales, qd_dnnl_s8_prim *p, qd_dnnl_state_head *head)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    dnnl_engine_t eng;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    if ((st = qd_dnnl_get(g, n, &eng, NULL)) != QD_OK)
+        return st;
+    QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
+    if ((st = qd_dnnl_chain_post_ops(a, po, dst_md, dst_md, QD_DNNL_RESIDUAL_SUM, 1, a->n_fused,
+                                     &p->chain)) != QD_OK)
+        goto fail;
+    if (p->chain.tail_from < a->n_fused) {
+        st = qd_graph_fail(g, QD_STATUS_UNSUPPORTED, "node '%s' (%s): the INT8 kernel cannot fuse '%s'",
+                           n->name, n->op_type, a->fused[p->chain.tail_from]->name);
+        goto fail;
+    }
+    if ((st = qd_dnnl_requant_post_op(a, po)) != QD_OK)
+        goto fail;
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
+    QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(attr, n_scales, scale_mask, scales));
+    QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, op_desc, attr, eng, NULL));
+    if (wei_md)
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&p->wei, wei_md, eng, DNNL_MEMORY_NONE));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&p->src, src_md, eng, DNNL_MEMORY_NONE));
+    QD_DNNL_TRY(g, n, dnnl_memory_create(&p->dst, dst_md, eng, DNNL_MEMORY_NONE));
+    for (int i = 0; i < p->chain.n_binary; i++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(
+            pd, dnnl_query_exec_arg_md,
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(p->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&p->bin[i], md, eng, DNNL_MEMORY_NONE));
+    }
+    QD_DNNL_TRY(g, n, dnnl_primitive_create(&p->prim, pd));
+    const_dnnl_primitive_desc_t ppd;
+    QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(p->prim, &ppd));
+    head->impl = qd_dnnl_impl_name(ppd);
+    head->in_place_input = p->chain.sum_input;
+    p->pd = pd;
+    pd = NULL;
+fail:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    return st;
+}
+
+const dnnl_memory_desc_t *qd_dnnl_s8_weights_md(const qd_dnnl_s8_prim *p)
+{
+    return dnnl_primitive_desc_query_md(p->pd, dnnl_query_weights_md, 0);
+}
+
+void qd_dnnl_s8_destroy(qd_dnnl_s8_prim *p)
+{
+    if (p->prim)
+        dnnl_primitive_destroy(p->prim);
+    if (p->pd)
+        dnnl_primitive_desc_destroy(p->pd);
+    dnnl_memory_t mems[] = {p->src, p->dst, p->wei, p->bias};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    for (int i = 0; i < QD_DNNL_MAX_BINARY; i++)
+        if (p->bin[i])
+            dnnl_memory_destroy(p->bin[i]);
+    memset(p, 0, sizeof *p);
+}
+
+qd_status qd_dnnl_s8_execute(const qd_kernel_args *a, qd_dnnl_s8_prim *p, const void *wei_data)
+{
+    qd_status st = QD_OK;
+    qd_graph *g = a->graph;
+    const qd_node *n = a->node;
+    dnnl_stream_t strm;
+    if ((st = qd_dnnl_get(g, n, NULL, &strm)) != QD_OK)
+        return st;
+    qd_tensor *y = a->outputs[0];
+    dnnl_exec_arg_t args[4 + QD_DNNL_MAX_BINARY];
+    int na = 0;
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(p->src, a->inputs[0]->data));
+    QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(p->dst, y->data));
+    if (wei_data)
+        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(p->wei, (void *)wei_data));
+    for (int i = 0; i < p->chain.n_binary; i++) {
+        QD_DNNL_TRY(g, n,
+                    dnnl_memory_set_data_handle(p->bin[i], a->inputs[p->chain.bin_input[i]]->data));
+        args[na++] = (dnnl_exec_arg_t){
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(p->chain.bin_pos[i]) | DNNL_ARG_SRC_1, p->bin[i]};
+    }
+    if (p->chain.sum_input >= 0) {
+        /* `sum` reads the residual from dst (nothing to do when the engine
+         * gave dst the residual's dying buffer). */
+        const qd_tensor *r = a->inputs[p->chain.sum_input];
+        if (r->data != y->data)
+            memcpy(y->data, r->data, y->nbytes);
+    }
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->src};
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, p->wei};
+    if (p->bias)
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias};
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->dst};
+    QD_DNNL_TRY(g, n, dnnl_primitive_execute(p->prim, strm, na, args));
+    QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
+fail:
+    return st;
+}
