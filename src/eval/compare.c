@@ -10,7 +10,7 @@
 
 #include "base/alloc.h"
 #include "base/strmap.h"
-#include "eval/progress.h"
+#include "base/progress.h"
 #include "quant/observer.h"
 #include "report/json.h"
 

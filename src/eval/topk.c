@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "eval/progress.h"
+#include "base/progress.h"
 
 int64_t qd_topk_rank(const float *scores, int64_t classes, int64_t label)
 {

@@ -1,5 +1,7 @@
 #include "quant/calibrate.h"
 
+#include "base/progress.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -39,6 +41,7 @@ qd_status qd_calibrate(qd_graph *g, qd_qdq_plan *plan, qd_dataset *ds,
                        const qd_calibration_options *opt, qd_error *err)
 {
     qd_calibration_options defaults;
+    qd_progress bar = {0}; /* drawn on stderr when opt->progress */
     if (!opt) {
         qd_calibration_options_init(&defaults);
         opt = &defaults;
@@ -100,6 +103,7 @@ qd_status qd_calibrate(qd_graph *g, qd_qdq_plan *plan, qd_dataset *ds,
         goto done;
     }
     int64_t dims[4] = {run_batch, c, h, w};
+    qd_progress_begin(&bar, opt->progress, "calibrating", wanted);
     for (int64_t start = 0; start < wanted;) {
         int64_t n_read = 0, next = start;
         if ((st = qd_dataset_read(ds, start, run_batch, c, h, w, batch, NULL, &n_read, &next, err)) !=
@@ -125,12 +129,9 @@ qd_status qd_calibrate(qd_graph *g, qd_qdq_plan *plan, qd_dataset *ds,
             goto done;
         }
         start = next;
-        if (opt->progress)
-            fprintf(stderr, "\rcalibrating: %lld/%lld images", (long long)(start < wanted ? start : wanted),
-                    (long long)wanted);
+        qd_progress_update(&bar, start < wanted ? start : wanted);
     }
-    if (opt->progress)
-        fputc('\n', stderr);
+    qd_progress_end(&bar);
     for (size_t i = 0; i < plan->n; i++) {
         qd_plan_point *p = &plan->points[i];
         if (p->kind != QD_PLAN_ACTIVATION)
@@ -143,6 +144,7 @@ qd_status qd_calibrate(qd_graph *g, qd_qdq_plan *plan, qd_dataset *ds,
         }
     }
 done:
+    qd_progress_end(&bar); /* ends the bar's line before an error is printed */
     for (size_t i = 0; i < cs.observers.cap; i++)
         if (cs.observers.keys && cs.observers.keys[i])
             qd_observer_delete(cs.observers.values[i]);

@@ -2,8 +2,8 @@
  *   mixed: evaluating [##########..........]  5120/10000
  * drawn only when enabled (the CLI enables it when stderr is a terminal),
  * redrawn at most every 100 ms, and finished with a newline. */
-#ifndef QD_EVAL_PROGRESS_H
-#define QD_EVAL_PROGRESS_H
+#ifndef QD_BASE_PROGRESS_H
+#define QD_BASE_PROGRESS_H
 #include <stdint.h>
 
 typedef struct qd_progress {

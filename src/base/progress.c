@@ -1,4 +1,4 @@
-#include "eval/progress.h"
+#include "base/progress.h"
 
 #include <stdio.h>
 #include <string.h>
