@@ -978,39 +978,17 @@ void qd_compare_write_json(const qd_compare_result *r, FILE *out)
         qd_json_key(&j, "qdq_model");
         json_str_or_null(&j, v->qdq_model);
         qd_json_key(&j, "qdq_pairs");
-        qd_json_begin_object(&j);
-        qd_json_key(&j, "activation");
-        qd_json_int(&j, v->q.pairs_activation);
-        qd_json_key(&j, "residual");
-        qd_json_int(&j, v->q.pairs_residual);
-        qd_json_key(&j, "weight");
-        qd_json_int(&j, v->q.pairs_weight);
-        qd_json_end_object(&j);
+        qd_quantize_json_pairs(&j, &v->q);
         if (!v->is_float) {
             qd_json_key(&j, "high_precision");
-            qd_json_begin_object(&j);
-            for (int k = 0; k < QD_HP_REASON_COUNT; k++)
-                if (v->q.high_by_reason[k]) {
-                    qd_json_key(&j, qd_hp_reason_name((qd_hp_reason)k));
-                    qd_json_int(&j, v->q.high_by_reason[k]);
-                }
-            qd_json_end_object(&j);
+            qd_quantize_json_high_counts(&j, &v->q);
         }
         qd_json_end_object(&j);
     }
     qd_json_end_array(&j);
 
     qd_json_key(&j, "fusions");
-    qd_json_begin_array(&j);
-    for (size_t i = 0; i < r->n_fusions; i++) {
-        qd_json_begin_object(&j);
-        qd_json_key(&j, "module");
-        qd_json_string(&j, r->fusions[i].module);
-        qd_json_key(&j, "count");
-        qd_json_int(&j, r->fusions[i].count);
-        qd_json_end_object(&j);
-    }
-    qd_json_end_array(&j);
+    qd_quantize_json_fusions(&j, r->fusions, r->n_fusions);
 
     qd_json_key(&j, "graph");
     write_graph(r, &j);

@@ -1133,6 +1133,43 @@ static void json_summary(qd_json *j, const scale_summary *s)
     qd_json_end_object(j);
 }
 
+void qd_quantize_json_fusions(qd_json *j, const qd_fusion_count *f, size_t n)
+{
+    qd_json_begin_array(j);
+    for (size_t i = 0; i < n; i++) {
+        qd_json_begin_object(j);
+        qd_json_key(j, "module");
+        qd_json_string(j, f[i].module);
+        qd_json_key(j, "count");
+        qd_json_int(j, f[i].count);
+        qd_json_end_object(j);
+    }
+    qd_json_end_array(j);
+}
+
+void qd_quantize_json_pairs(qd_json *j, const qd_quantize_result *r)
+{
+    qd_json_begin_object(j);
+    qd_json_key(j, "activation");
+    qd_json_int(j, r->pairs_activation);
+    qd_json_key(j, "residual");
+    qd_json_int(j, r->pairs_residual);
+    qd_json_key(j, "weight");
+    qd_json_int(j, r->pairs_weight);
+    qd_json_end_object(j);
+}
+
+void qd_quantize_json_high_counts(qd_json *j, const qd_quantize_result *r)
+{
+    qd_json_begin_object(j);
+    for (int k = 0; k < QD_HP_REASON_COUNT; k++)
+        if (r->high_by_reason[k]) {
+            qd_json_key(j, qd_hp_reason_name((qd_hp_reason)k));
+            qd_json_int(j, r->high_by_reason[k]);
+        }
+    qd_json_end_object(j);
+}
+
 void qd_quantize_report_json(const qd_quantize_result *r, const char *model, const char *output,
                              FILE *out)
 {
@@ -1161,37 +1198,14 @@ void qd_quantize_report_json(const qd_quantize_result *r, const char *model, con
     qd_json_end_object(&j);
 
     qd_json_key(&j, "fusions");
-    qd_json_begin_array(&j);
-    for (size_t i = 0; i < r->n_fusions; i++) {
-        qd_json_begin_object(&j);
-        qd_json_key(&j, "module");
-        qd_json_string(&j, r->fusions[i].module);
-        qd_json_key(&j, "count");
-        qd_json_int(&j, r->fusions[i].count);
-        qd_json_end_object(&j);
-    }
-    qd_json_end_array(&j);
-
+    qd_quantize_json_fusions(&j, r->fusions, r->n_fusions);
     qd_json_key(&j, "qdq_pairs");
-    qd_json_begin_object(&j);
-    qd_json_key(&j, "activation");
-    qd_json_int(&j, r->pairs_activation);
-    qd_json_key(&j, "residual");
-    qd_json_int(&j, r->pairs_residual);
-    qd_json_key(&j, "weight");
-    qd_json_int(&j, r->pairs_weight);
-    qd_json_end_object(&j);
+    qd_quantize_json_pairs(&j, r);
 
     qd_json_key(&j, "high_precision");
     qd_json_begin_object(&j);
     qd_json_key(&j, "counts");
-    qd_json_begin_object(&j);
-    for (int k = 0; k < QD_HP_REASON_COUNT; k++)
-        if (r->high_by_reason[k]) {
-            qd_json_key(&j, qd_hp_reason_name((qd_hp_reason)k));
-            qd_json_int(&j, r->high_by_reason[k]);
-        }
-    qd_json_end_object(&j);
+    qd_quantize_json_high_counts(&j, r);
     qd_json_key(&j, "nodes");
     qd_json_begin_array(&j);
     for (size_t i = 0; i < r->n_high; i++) {

@@ -33,6 +33,7 @@
 #include "passes/pattern.h"
 #include "quant/calibrate.h"
 #include "quant/placement.h"
+#include "report/json.h"
 
 typedef enum qd_quantize_policy {
     QD_POLICY_MIXED = 0,   /* pattern-aware: the target's QDQ points */
@@ -168,6 +169,13 @@ qd_status qd_quantize_plan_write(const qd_quantize_result *r, FILE *out);
  * fusions, QDQ pair counts, nodes left in high precision (each with its
  * reason, and counts by reason), and every quantized tensor with its amax
  * and scale. model and output are the file names to record (may be NULL). */
+/* Pieces of the --json report that `qdeploy compare` writes too, each one
+ * JSON value at j's current key: the fusion table (array), the QDQ pair
+ * counts and the high-precision node counts by reason (objects). */
+void qd_quantize_json_fusions(qd_json *j, const qd_fusion_count *f, size_t n);
+void qd_quantize_json_pairs(qd_json *j, const qd_quantize_result *r);
+void qd_quantize_json_high_counts(qd_json *j, const qd_quantize_result *r);
+
 void qd_quantize_report_json(const qd_quantize_result *r, const char *model, const char *output,
                              FILE *out);
 
