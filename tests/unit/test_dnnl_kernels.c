@@ -598,6 +598,43 @@ static void test_conv_random_channels_last(void **state)
     }
 }
 
+/* 3x3 stride-1 convs of 64+ channels run on oneDNN's Winograd kernels
+ * (conv2d_f32_dnnl.c): same results within the tolerance, with every
+ * tail, in both activation layouts. They take Relu and a full residual
+ * (sum) as post-ops; with another activation or a broadcast operand
+ * (residual kind 2, a binary post-op) the conv may run direct. */
+static void test_conv_winograd(void **state)
+{
+    (void)state;
+    g_rng = 0x3141592ull;
+    for (int i = 0; i < 24; i++) {
+        conv_case cc;
+        memset(&cc, 0, sizeof cc);
+        cc.k = 2;
+        cc.n = rnd_int(1, 2);
+        cc.c = rnd_int(64, 96);
+        cc.m = rnd_int(64, 96);
+        cc.group = 1;
+        for (int d = 0; d < 2; d++) {
+            cc.in[d] = rnd_int(5, 16);
+            cc.kernel[d] = 3;
+            cc.stride[d] = cc.dil[d] = 1;
+            cc.pads[d] = cc.pads[d + 2] = 1;
+        }
+        cc.bias = rnd_int(0, 1);
+        random_tail(&cc.t, 1);
+        char label[32];
+        snprintf(label, sizeof label, "#%d winograd", i);
+        conv_case_run(&cc, i % 2 ? QD_DNNL_NHWC : QD_DNNL_NCHW, label);
+        assert_non_null(g_last_impl);
+        if (cc.t.residual == 2 || cc.t.pre > ACT_RELU || cc.t.post > ACT_RELU)
+            continue;
+        if (!strstr(g_last_impl, "wino"))
+            fprintf(stderr, "%s: ran on %s, not a Winograd kernel\n", label, g_last_impl);
+        assert_non_null(strstr(g_last_impl, "wino"));
+    }
+}
+
 /* Every activation, each with a full residual, on a ResNet-like conv; and
  * the implementation is a fast one (no reference, no im2col gemm). */
 static void test_conv_fused_each(void **state)
@@ -1243,6 +1280,7 @@ int main(void)
         cmocka_unit_test(test_gemm_alpha_each_act),
         cmocka_unit_test(test_conv_random),
         cmocka_unit_test(test_conv_random_channels_last),
+        cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_matmul_random),
         cmocka_unit_test(test_gemm_random),
     };
