@@ -220,6 +220,9 @@ qd_status qd_graph_canonicalize(qd_graph *g)
         if (g->err.status == QD_STATUS_OUT_OF_MEMORY)
             return g->err.status;
     }
+    qd_status st = qd_graph_propagate_quantize(g, NULL);
+    if (st != QD_OK)
+        return st;
     qd_graph_prune_values(g);
     return qd_graph_toposort(g);
 }

@@ -40,4 +40,15 @@ int qd_conversion_total(const qd_conversion_counts *counts);
  */
 void qd_conversion_report(const qd_conversion_counts *counts, FILE *out);
 
+/* Moves each per-tensor QuantizeLinear (int8/uint8, constant scale and
+ * zero point) above an op that commutes with it, to a fixed point, so the
+ * op runs on int8 (see propagate_quantize.c): MaxPool (Indices unread),
+ * Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Slice (their other
+ * inputs constant), Relu (int8, zero point 0, not right after an op the
+ * engine fuses Relu into), Concat (a Q on every input). Only when the op's
+ * output feeds that Q alone and is not a graph output. Exact: the graph
+ * computes the same values. count (may be NULL) gets the moves made. Used
+ * by qd_graph_canonicalize; the caller prunes and sorts the graph. */
+qd_status qd_graph_propagate_quantize(qd_graph *g, int *count);
+
 #endif
