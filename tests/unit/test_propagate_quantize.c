@@ -19,6 +19,7 @@
 
 #include "base/alloc.h"
 #include "engine/engine.h"
+#include "engine/kernels/x86/x86_kernels.h"
 #include "ir/graph.h"
 #include "passes/passes.h"
 
@@ -468,6 +469,8 @@ static void test_resnet_like(void **state)
     assert_int_equal(s1.int8_requantized, 2);
     assert_int_equal(s1.quantize_steps, s0.quantize_steps - 1);
     assert_int_equal(s1.dequantize_steps, s0.dequantize_steps); /* the output's */
+    /* The int8 pool reads the conv's channels-last output as it is. */
+    assert_true(s1.layout_conversions <= s0.layout_conversions);
     /* As written: the same bits. INT8: within a few output steps of it (a
      * requantization tie may round the other way, and that step of S_POOL
      * reaches the output through the second conv). */
@@ -491,12 +494,82 @@ static void test_resnet_like(void **state)
     qd_graph_delete(after.g);
 }
 
+/* Which kernel runs the graph's MaxPool. */
+static const char *pool_kernel(qd_graph *g)
+{
+    static char name[32];
+    qd_engine_options opt = {.threads = 2};
+    qd_engine *e = NULL;
+    if (qd_engine_create(g, &opt, &e) != QD_OK)
+        fail_msg("engine: %s", qd_engine_error(e));
+    name[0] = 0;
+    for (size_t k = 0; k < e->n_steps; k++)
+        if (e->steps[k].node && e->steps[k].node->op == QD_OP_MAX_POOL)
+            snprintf(name, sizeof name, "%s", e->steps[k].impl.name);
+    qd_engine_delete(e);
+    return name;
+}
+
+/* A float conv (channels-last output) -> Relu -> MaxPool -> Q(int8 or
+ * uint8): after the pass the pool runs on NHWC 8-bit data, with the same
+ * bits out as the float pool before it. */
+static void test_nhwc_8bit_pool(void **state)
+{
+    (void)state;
+    for (int u8 = 0; u8 < 2; u8++) {
+        qd_dtype dt = u8 ? QD_DT_UINT8 : QD_DT_INT8;
+        built b[2];
+        for (int k = 0; k < 2; k++) {
+            g_seed = 21;
+            b[k] = (built){qd_graph_new(), {NULL, NULL}, 0, NULL};
+            qd_graph *g = b[k].g;
+            g->opset = 17;
+            int64_t xd[4] = {1, 24, 15, 15}, wd[4] = {24, 24, 3, 3}, o = 24;
+            qd_value *x = input(g, "x", QD_DT_FLOAT, 4, xd);
+            b[k].in[b[k].n_in++] = x;
+            float *w = malloc(24 * 24 * 9 * sizeof *w), bias[24];
+            for (int i = 0; i < 24 * 24 * 9; i++)
+                w[i] = 0.2f * frand();
+            for (int i = 0; i < 24; i++)
+                bias[i] = 0.1f * frand();
+            qd_value *in[3] = {x, const_f32(g, "w", 4, wd, w), const_f32(g, "b", 1, &o, bias)};
+            free(w);
+            qd_value *y = node1(g, "Conv", in, 3);
+            int64_t pads[4] = {1, 1, 1, 1};
+            qd_node_set_attr_ints(y->producer, "pads", pads, 4);
+            y = node1(g, "Relu", &y, 1);
+            y = node1(g, "MaxPool", &y, 1);
+            set_pool_attrs(y->producer);
+            b[k].op = y->producer;
+            y = dequantize(g, quantize(g, y, 0.02f, dt, 0), 0.02f, dt);
+            mark_output(g, node1(g, "Identity", &y, 1));
+            assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
+        }
+        assert_int_equal(qd_graph_canonicalize(b[1].g), QD_OK);
+        assert_true(op_reads_quantized(&b[1]));
+        assert_int_equal(b[1].op->inputs[0]->dtype, dt);
+        if (qd_x86_cpu_avx512()) /* the float conv writes NHWC only with oneDNN */
+            assert_string_equal(pool_kernel(b[1].g), "nhwc");
+        int64_t n0, n1;
+        float *ref = run(b[0].g, 0, &b[0], &n0, NULL);
+        float *got = run(b[1].g, 0, &b[1], &n1, NULL);
+        assert_int_equal(n0, n1);
+        if (memcmp(ref, got, (size_t)n0 * sizeof *ref) != 0)
+            fail_msg("%s NHWC pool: outputs differ after the pass", u8 ? "uint8" : "int8");
+        free(ref);
+        free(got);
+        qd_graph_delete(b[0].g);
+        qd_graph_delete(b[1].g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rewritten),
         cmocka_unit_test(test_not_rewritten),
         cmocka_unit_test(test_resnet_like),
+        cmocka_unit_test(test_nhwc_8bit_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

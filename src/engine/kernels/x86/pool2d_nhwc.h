@@ -7,8 +7,14 @@
 #include "engine/kernel.h"
 
 /* 1 when n (MaxPool 2-D without Indices, explicit or VALID pads; or
- * GlobalAveragePool 4-D), float32, can run on channels-last data here. */
+ * GlobalAveragePool 4-D), float32 (MaxPool: also int8, uint8), can run on
+ * channels-last data here. */
 int qd_pool2d_nhwc_supports(const qd_node *n);
 qd_status qd_pool2d_nhwc(const qd_kernel_args *a);
+
+/* MaxPool on NHWC int8/uint8 data (pool2d_nhwc_s8.c), called by
+ * qd_pool2d_nhwc with the pool's kernel, strides, dilations, begin pads. */
+qd_status qd_max_pool2d_nhwc_8bit(const qd_kernel_args *a, const int64_t k[2], const int64_t s[2],
+                                  const int64_t d[2], const int64_t p[2]);
 
 #endif

@@ -35,7 +35,9 @@ static int read_pool(const qd_node *n, int64_t k[2], int64_t s[2], int64_t d[2],
 
 int qd_pool2d_nhwc_supports(const qd_node *n)
 {
-    if (n->n_inputs != 1 || !n->inputs[0] || n->inputs[0]->dtype != QD_DT_FLOAT ||
+    qd_dtype dt = n->n_inputs == 1 && n->inputs[0] ? n->inputs[0]->dtype : QD_DT_UNDEFINED;
+    int bytes = (dt == QD_DT_INT8 || dt == QD_DT_UINT8) && n->op == QD_OP_MAX_POOL;
+    if (n->n_inputs != 1 || !n->inputs[0] || (dt != QD_DT_FLOAT && !bytes) ||
         n->inputs[0]->rank != 4 || n->n_outputs < 1 || !n->outputs[0])
         return 0;
     if (n->op == QD_OP_GLOBAL_AVERAGE_POOL)
@@ -96,6 +98,8 @@ static qd_status max_pool(const qd_kernel_args *a)
         return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
                              "node '%s' (MaxPool): attributes not handled by the NHWC kernel",
                              a->node->name);
+    if (x->dtype != QD_DT_FLOAT)
+        return qd_max_pool2d_nhwc_8bit(a, k, s, d, p); /* int8 after a propagated Q */
     int64_t n_img = x->dims[0], c = x->dims[1], ih = x->dims[2], iw = x->dims[3];
     int64_t oh = y->dims[2], ow = y->dims[3];
     const float *src = x->data;
@@ -166,9 +170,11 @@ qd_status qd_pool2d_nhwc(const qd_kernel_args *a)
     const qd_tensor *x = a->n_inputs ? a->inputs[0] : NULL;
     qd_tensor *y = a->n_outputs ? a->outputs[0] : NULL;
     if (!x || !y || x->rank != 4 || y->rank != 4 || x->layout != QD_LAYOUT_NHWC ||
-        x->dtype != QD_DT_FLOAT || a->n_fused)
+        (x->dtype != QD_DT_FLOAT &&
+         (a->node->op != QD_OP_MAX_POOL || (x->dtype != QD_DT_INT8 && x->dtype != QD_DT_UINT8))) ||
+        a->n_fused)
         return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
-                             "node '%s' (%s): the NHWC pool kernel needs NHWC float32 input",
+                             "node '%s' (%s): the NHWC pool kernel needs NHWC float32 or 8-bit input",
                              a->node->name, a->node->op_type);
     return a->node->op == QD_OP_MAX_POOL ? max_pool(a) : global_average_pool(a);
 }
