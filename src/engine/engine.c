@@ -145,10 +145,20 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
     st->in_slot[0] = x_q->id;
     st->inputs[1] = w_q;
     st->in_slot[1] = w_q->id;
+    qd_value *b_q = qd_lower_bias_source(st->node); /* int32, accumulator units */
+    if (b_q && st->n_inputs > 2) {
+        st->inputs[2] = b_q;
+        st->in_slot[2] = b_q->id;
+    }
     float dst_scale;
-    qd_node *q = st->n_outputs >= 1 ? qd_lower_requant_target(st->outputs[0], &dst_scale) : NULL;
+    int32_t dst_zp;
+    qd_node *q = st->n_outputs >= 1 ? qd_lower_requant_target_zp(st->outputs[0], &dst_scale,
+                                                                 &dst_zp)
+                                    : NULL;
     if (!q || taken[q->id])
         return;
+    /* oneDNN sums a residual in dst's type: only into plain int8. */
+    int plain_s8 = q->outputs[0]->dtype == QD_DT_INT8 && dst_zp == 0;
     /* Relu and an int8 residual commute with the scale: it folds into the
      * output scales. GELU and friends, or a bias Add (a MatMul's), compute
      * in real units before a final 1/dst_scale post-op. A full-shape Add
@@ -164,7 +174,7 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
             float residual_scale;
             if (r->rank == y->rank && !memcmp(r->dims, y->dims, (size_t)y->rank * 8)) {
                 qd_value *r_q = qd_lower_dq_source(r, &residual_scale);
-                if (!r_q || n_residual++)
+                if (!r_q || n_residual++ || !plain_s8)
                     return;
                 st->inputs[extra] = r_q;
                 st->in_slot[extra] = r_q->id;
@@ -182,6 +192,7 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
     }
     st->quant.requant_post_op = post_op;
     st->quant.dst_scale = dst_scale;
+    st->quant.dst_zp = dst_zp;
     st->outputs[0] = q->outputs[0];
     st->out_slot[0] = q->outputs[0]->id;
     st->n_outputs = 1;

@@ -23,6 +23,10 @@ typedef struct qd_quant_params {
      * post-op scales by 1/dst_scale (GELU, bias Adds after a MatMul). */
     int requant_post_op;
     int runtime_b; /* MatMul of two int8 activations (attention's QK^T, AV) */
+    /* Zero points of inputs[0] (a uint8 or int8 activation) and, with
+     * dst_scale, of outputs[0] (uint8 or int8): onnxruntime's asymmetric
+     * activations. A bias (inputs[2]) of int32 is in accumulator units. */
+    int32_t src_zp, dst_zp;
 } qd_quant_params;
 
 typedef struct qd_kernel_args {

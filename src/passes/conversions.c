@@ -13,6 +13,7 @@
 
 #include "ir/graph.h"
 #include "passes/passes.h"
+#include "passes/qlinear_to_qdq.h"
 
 /* The scalar value of a constant one-element float tensor, or NAN. */
 static double scalar_of(const qd_value *v)
@@ -207,6 +208,8 @@ qd_status qd_graph_canonicalize(qd_graph *g)
 {
     if (!g)
         return QD_STATUS_INVALID_ARGUMENT;
+    if (qd_graph_qlinear_to_qdq(g) != QD_OK)
+        return g->err.status;
     int changed = 1;
     while (changed) {
         changed = 0;

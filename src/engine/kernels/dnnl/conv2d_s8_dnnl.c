@@ -5,7 +5,11 @@
  *   oscale[c] = s_x * s_w[c]            float output (real units), or
  *             = s_x * s_w[c] / s_y      int8 output (requantized: rounded
  *                                       half to even and saturated on store);
- *   bias_acc  = bias / (s_x * s_w[c])   the float bias in accumulator units.
+ *   bias_acc  = bias / (s_x * s_w[c])   the float bias in accumulator units
+ *                                       (an int32 bias, onnxruntime's, is so
+ *                                       already: DQ(b, s_x * s_w[c])).
+ * Source and destination zero points (uint8 activations) are oneDNN's:
+ * acc sums (x - zp_x) w, and zp_y is added after the post-ops.
  * The fused chain is the float chain (qd_dnnl_chain_post_ops); for an int8
  * output the engine fuses only what commutes with a positive scale (Relu,
  * one residual Add whose int8 operand is summed at s_r / s_y). Activations
@@ -54,8 +58,9 @@ static qd_status scales_and_bias(const qd_kernel_args *a, int64_t oc, const qd_t
         float acc_scale = q->src_scale * sw;
         oscale[c] = q->dst_scale > 0.0f && !q->requant_post_op ? acc_scale / q->dst_scale
                                                                : acc_scale;
-        if (bias_acc)
-            bias_acc[c] = ((const float *)b->data)[c] / acc_scale;
+        if (bias_acc) /* an int32 bias is in accumulator units already */
+            bias_acc[c] = b->dtype == QD_DT_INT32 ? (float)((const int32_t *)b->data)[c]
+                                                  : ((const float *)b->data)[c] / acc_scale;
     }
     return QD_OK;
 }
@@ -73,12 +78,15 @@ static qd_status conv_s8_prepare(const qd_kernel_args *a, void **state)
     const qd_tensor *b = n->n_inputs > 2 ? a->inputs[2] : NULL;
     const qd_tensor *y = a->outputs[0];
     int int8_out = q && q->dst_scale > 0.0f;
-    if (!q || x->dtype != QD_DT_INT8 || w->dtype != QD_DT_INT8 || !w->data ||
-        y->dtype != (int8_out ? QD_DT_INT8 : QD_DT_FLOAT) || (b && b->dtype != QD_DT_FLOAT) ||
-        x->rank != w->rank || x->rank != y->rank)
+    if (!q || (x->dtype != QD_DT_INT8 && x->dtype != QD_DT_UINT8) || w->dtype != QD_DT_INT8 ||
+        !w->data ||
+        (int8_out ? y->dtype != QD_DT_INT8 && y->dtype != QD_DT_UINT8 : y->dtype != QD_DT_FLOAT) ||
+        (b && b->dtype != QD_DT_FLOAT && b->dtype != QD_DT_INT32) || x->rank != w->rank ||
+        x->rank != y->rank)
         return qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
-                             "node '%s' (%s): the INT8 conv needs int8 X and W (constant), "
-                             "float32 bias, float32 or int8 Y of one rank",
+                             "node '%s' (%s): the INT8 conv needs int8 or uint8 X, int8 W "
+                             "(constant), float32 or int32 bias, float32, int8 or uint8 Y of one "
+                             "rank",
                              n->name, n->op_type);
     qd_dnnl_conv_geom gm;
     char err[200];
@@ -122,9 +130,11 @@ static qd_status conv_s8_prepare(const qd_kernel_args *a, void **state)
     }
     dnnl_format_tag_t wtag = wrank == 3 ? dnnl_abc : wrank == 4 ? dnnl_abcd
                                                    : wrank == 5 ? dnnl_abcde : dnnl_abcdef;
-    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_md, rank, xd, dnnl_s8, act_tag(x)));
-    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_md, rank, yd, int8_out ? dnnl_s8 : dnnl_f32,
-                                                   act_tag(y)));
+    dnnl_data_type_t y_dt = !int8_out ? dnnl_f32 : y->dtype == QD_DT_UINT8 ? dnnl_u8 : dnnl_s8;
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_md, rank, xd,
+                                                   x->dtype == QD_DT_UINT8 ? dnnl_u8 : dnnl_s8,
+                                                   act_tag(x)));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_md, rank, yd, y_dt, act_tag(y)));
     QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&wei_user, wrank, wd, dnnl_s8, wtag));
     QD_DNNL_TRY(g, n,
                 dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_s8, dnnl_format_tag_any));

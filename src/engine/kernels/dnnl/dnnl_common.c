@@ -9,6 +9,7 @@
 
 #include "base/alloc.h"
 #include "engine/kernels/dnnl/dnnl_common.h"
+#include "engine/lower_qdq.h"
 
 /* ---- errors ---- */
 
@@ -747,8 +748,9 @@ int qd_dnnl_s8_supports(const qd_node *n, const qd_value *x, const qd_value *w)
         return 0;
     if (n->op == QD_OP_CONV) {
         if (x->rank < 3 || x->rank > 2 + QD_DNNL_SPATIAL_MAX || x->rank != w->rank ||
-            x->rank != y->rank || (n->n_inputs > 2 && n->inputs[2] &&
-                                   (!n->inputs[2]->konst || n->inputs[2]->dtype != QD_DT_FLOAT)))
+            x->rank != y->rank ||
+            (n->n_inputs > 2 && n->inputs[2] && !qd_lower_bias_source(n) &&
+             (!n->inputs[2]->konst || n->inputs[2]->dtype != QD_DT_FLOAT)))
             return 0;
         qd_dnnl_conv_geom gm;
         char err[200];
@@ -759,9 +761,12 @@ int qd_dnnl_s8_supports(const qd_node *n, const qd_value *x, const qd_value *w)
         const qd_value *c = n->op == QD_OP_GEMM && n->n_inputs > 2 ? n->inputs[2] : NULL;
         const qd_attr *beta = qd_node_attr(n, "beta");
         int64_t n_out = n->op == QD_OP_GEMM && gemm_trans_b(n) ? w->dims[0] : w->dims[1];
+        const qd_value *c_q = c ? qd_lower_bias_source(n) : NULL; /* int32 */
+        if (c_q)
+            c = c_q;
         int64_t c_n = c && c->konst ? qd_numel(c->konst->rank, c->konst->dims) : 0;
         return w->rank == 2 && x->rank >= 1 && x->rank <= 4 && n->n_inputs <= 3 &&
-               (!c || (c->konst && c->dtype == QD_DT_FLOAT && (c_n == 1 || c_n == n_out) &&
+               (!c || (c->konst && (c->dtype == QD_DT_FLOAT || c_q) && (c_n == 1 || c_n == n_out) &&
                        (!beta || (beta->type == QD_ATTR_FLOAT && beta->f == 1.0f))));
     }
     return 0;

@@ -165,11 +165,14 @@ typedef struct qd_dnnl_s8_prim {
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, bias, dst;
     dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
+    dnnl_memory_t zp_src, zp_dst; /* runtime zero points (a->quant's), or NULL */
     qd_dnnl_chain chain;
 } qd_dnnl_s8_prim;
 
 /* Builds p for op_desc (a conv or matmul descriptor): the fused chain's
  * post-ops, the requantizing post-op, output scales (n_scales, mask), the
+ * source and destination zero points (a->quant; fails when only oneDNN's
+ * reference implementation takes them), the
  * primitive and memories for src/dst, for a runtime weight of wei_md
  * (NULL: the caller reorders a constant into p->wei with
  * qd_dnnl_s8_weights_md), and for each binary operand. Fills head. */

@@ -5,8 +5,9 @@
  * by every row); the weight is [K, N] (MatMul, Gemm transB = 0) or [N, K]
  * (Gemm transB = 1), reordered once. Scales as in conv2d_s8_dnnl.c:
  * oscale[j] = s_x * s_w[j] (/ s_y for an int8 output), a Gemm's C is the
- * bias in accumulator units; the fused chain (bias Add, GELU, residual) is
- * the float chain's post-ops. */
+ * bias in accumulator units (an int32 C, onnxruntime's, is so already);
+ * uint8 activations' zero points are oneDNN's runtime zero points; the
+ * fused chain (bias Add, GELU, residual) is the float chain's post-ops. */
 #include <string.h>
 
 #include "base/alloc.h"
@@ -110,8 +111,9 @@ static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
     const qd_tensor *y = a->outputs[0];
     int int8_out = q && q->dst_scale > 0.0f;
     int trans_b = n->op == QD_OP_GEMM && attr_int(n, "transB", 0);
-    if (!q || x->dtype != QD_DT_INT8 || w->dtype != QD_DT_INT8 || !w->data || w->rank != 2 ||
-        x->rank < 1 || y->dtype != (int8_out ? QD_DT_INT8 : QD_DT_FLOAT) ||
+    if (!q || (x->dtype != QD_DT_INT8 && x->dtype != QD_DT_UINT8) || w->dtype != QD_DT_INT8 ||
+        !w->data || w->rank != 2 || x->rank < 1 ||
+        (int8_out ? y->dtype != QD_DT_INT8 && y->dtype != QD_DT_UINT8 : y->dtype != QD_DT_FLOAT) ||
         x->layout != QD_LAYOUT_PLAIN || y->layout != QD_LAYOUT_PLAIN)
         return qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
                              "node '%s' (%s): the INT8 matmul needs plain int8 A, a constant 2-D "
@@ -123,7 +125,7 @@ static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
     int64_t c_n = c ? qd_numel(c->rank, c->dims) : 0;
     if (wk != k || rows <= 0 || qd_numel(y->rank, y->dims) != rows * nn ||
         (q->n_w_scale != 1 && q->n_w_scale != nn) ||
-        (c && (c->dtype != QD_DT_FLOAT || (c_n != nn && c_n != 1) ||
+        (c && ((c->dtype != QD_DT_FLOAT && c->dtype != QD_DT_INT32) || (c_n != nn && c_n != 1) ||
                (qd_node_attr(n, "beta") && qd_node_attr(n, "beta")->f != 1.0f))))
         return qd_graph_fail(g, QD_STATUS_SHAPE_ERROR,
                              "node '%s' (%s): shapes do not fit an INT8 matmul", n->name,
@@ -142,14 +144,17 @@ static qd_status matmul_s8_prepare(const qd_kernel_args *a, void **state)
     for (int64_t j = 0; j < nn; j++) {
         float acc_scale = q->src_scale * q->w_scale[q->n_w_scale == 1 ? 0 : j];
         oscale[j] = int8_out && !q->requant_post_op ? acc_scale / q->dst_scale : acc_scale;
-        if (c)
-            bias_acc[j] = ((const float *)c->data)[c_n == 1 ? 0 : j] / acc_scale;
+        if (c) /* an int32 C is in accumulator units already */
+            bias_acc[j] = c->dtype == QD_DT_INT32
+                              ? (float)((const int32_t *)c->data)[c_n == 1 ? 0 : j]
+                              : ((const float *)c->data)[c_n == 1 ? 0 : j] / acc_scale;
     }
     dnnl_memory_desc_t src_md, dst_md, wei_user, wei_any, bias_md;
     dnnl_dims_t sd = {rows, k}, dd = {rows, nn}, wd = {k, nn}, bd = {1, nn};
-    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_s8, dnnl_ab));
-    QD_DNNL_TRY(g, n,
-                dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, int8_out ? dnnl_s8 : dnnl_f32, dnnl_ab));
+    dnnl_data_type_t y_dt = !int8_out ? dnnl_f32 : y->dtype == QD_DT_UINT8 ? dnnl_u8 : dnnl_s8;
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(
+                          &src_md, 2, sd, x->dtype == QD_DT_UINT8 ? dnnl_u8 : dnnl_s8, dnnl_ab));
+    QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, y_dt, dnnl_ab));
     QD_DNNL_TRY(g, n,
                 dnnl_memory_desc_init_by_tag(&wei_user, 2, wd, dnnl_s8, trans_b ? dnnl_ba : dnnl_ab));
     QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&wei_any, 2, wd, dnnl_s8, dnnl_format_tag_any));

@@ -33,7 +33,35 @@ qd_status qd_dnnl_s8_build(const qd_kernel_args *a, const void *op_desc,
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_output_scales(attr, n_scales, scale_mask, scales));
+    /* Zero points are runtime arguments: what oneDNN 2.6's jit int8
+     * kernels take (a zero point fixed at creation sends them to ref). */
+    const qd_quant_params *q = a->quant;
+    int32_t zps[2] = {q ? q->src_zp : 0, q && q->dst_scale > 0.0f ? q->dst_zp : 0};
+    const int32_t rt_zp = DNNL_RUNTIME_S32_VAL;
+    if (zps[0])
+        QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt_zp));
+    if (zps[1])
+        QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &rt_zp));
     QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, op_desc, attr, eng, NULL));
+    if ((zps[0] || zps[1]) && !strncmp(qd_dnnl_impl_name(pd), "ref", 3)) {
+        st = qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
+                           "node '%s' (%s): oneDNN has only its reference kernel for zero points "
+                           "here ('%s')",
+                           n->name, n->op_type, qd_dnnl_impl_name(pd));
+        goto fail;
+    }
+    dnnl_memory_t *zp_mem[2] = {&p->zp_src, &p->zp_dst};
+    for (int i = 0; i < 2; i++) {
+        if (!zps[i])
+            continue;
+        dnnl_memory_desc_t zmd;
+        dnnl_dims_t one = {1};
+        void *h;
+        QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&zmd, 1, one, dnnl_s32, dnnl_a));
+        QD_DNNL_TRY(g, n, dnnl_memory_create(zp_mem[i], &zmd, eng, DNNL_MEMORY_ALLOCATE));
+        QD_DNNL_TRY(g, n, dnnl_memory_get_data_handle(*zp_mem[i], &h));
+        *(int32_t *)h = zps[i];
+    }
     if (wei_md)
         QD_DNNL_TRY(g, n, dnnl_memory_create(&p->wei, wei_md, eng, DNNL_MEMORY_NONE));
     QD_DNNL_TRY(g, n, dnnl_memory_create(&p->src, src_md, eng, DNNL_MEMORY_NONE));
@@ -72,7 +100,7 @@ void qd_dnnl_s8_destroy(qd_dnnl_s8_prim *p)
         dnnl_primitive_destroy(p->prim);
     if (p->pd)
         dnnl_primitive_desc_destroy(p->pd);
-    dnnl_memory_t mems[] = {p->src, p->dst, p->wei, p->bias};
+    dnnl_memory_t mems[] = {p->src, p->dst, p->wei, p->bias, p->zp_src, p->zp_dst};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
@@ -91,7 +119,7 @@ qd_status qd_dnnl_s8_execute(const qd_kernel_args *a, qd_dnnl_s8_prim *p, const 
     if ((st = qd_dnnl_get(g, n, NULL, &strm)) != QD_OK)
         return st;
     qd_tensor *y = a->outputs[0];
-    dnnl_exec_arg_t args[4 + QD_DNNL_MAX_BINARY];
+    dnnl_exec_arg_t args[6 + QD_DNNL_MAX_BINARY];
     int na = 0;
     QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(p->src, a->inputs[0]->data));
     QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(p->dst, y->data));
@@ -115,6 +143,10 @@ qd_status qd_dnnl_s8_execute(const qd_kernel_args *a, qd_dnnl_s8_prim *p, const 
     if (p->bias)
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->bias};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->dst};
+    if (p->zp_src)
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, p->zp_src};
+    if (p->zp_dst)
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, p->zp_dst};
     QD_DNNL_TRY(g, n, dnnl_primitive_execute(p->prim, strm, na, args));
     QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
 fail:
