@@ -46,7 +46,9 @@ void qd_conversion_report(const qd_conversion_counts *counts, FILE *out);
  * Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Slice (their other
  * inputs constant), Relu (int8, zero point 0, not right after an op the
  * engine fuses Relu into), Concat (a Q on every input). Only when the op's
- * output feeds that Q alone and is not a graph output. Exact: the graph
+ * output feeds that Q alone and is not a graph output. A Q of a DQ with
+ * the same scale, zero point and type is dropped (readers read the DQ's
+ * input; not for a graph output). Exact: the graph
  * computes the same values. count (may be NULL) gets the moves made. Used
  * by qd_graph_canonicalize; the caller prunes and sorts the graph. */
 qd_status qd_graph_propagate_quantize(qd_graph *g, int *count);

@@ -12,7 +12,9 @@
  * Transpose, Slice, Concat) and, for int8 with zero point 0, with Relu
  * (Q(x) <= 0 = Q(0) for every x <= 0). AveragePool averages: it does not
  * commute. A Relu right after a Conv/MatMul/Gemm/Add keeps its Q below it:
- * the engine fuses that Relu into the kernel, which then writes int8. */
+ * the engine fuses that Relu into the kernel, which then writes int8.
+ * A Q that lands right after a DQ of the same scale, zero point and type
+ * (onnxruntime puts Q -> DQ around a MaxPool too) cancels with it. */
 #include <stdio.h>
 #include <string.h>
 
@@ -148,6 +150,40 @@ static int move_above(qd_graph *g, qd_node *n, qd_node *q)
     return 1;
 }
 
+/* The scale and zero point of a per-tensor Q or DQ node as numbers; 0
+ * when either is not one constant value. */
+static int scale_zp(const qd_node *n, double *scale, double *zp)
+{
+    const qd_value *s = n->n_inputs > 1 ? n->inputs[1] : NULL;
+    const qd_value *z = n->n_inputs > 2 ? n->inputs[2] : NULL;
+    if (!s || konst_numel(s) != 1 || !qd_dtype_is_float(s->konst->dtype) || (z && konst_numel(z) != 1))
+        return 0;
+    *scale = qd_tensor_get_f64(s->konst, 0);
+    *zp = z ? qd_tensor_get_f64(z->konst, 0) : 0.0;
+    return 1;
+}
+
+/* Q node q reading DQ(v) with the same scale, zero point and 8-bit type
+ * (onnxruntime's Conv -> Q -> DQ -> MaxPool -> Q once that Q moved up):
+ * Q(DQ(v)) is v exactly ((v - zp) * s / s rounds back to v - zp), so q's
+ * readers read v. 1 when done. */
+static int fold_round_trip(qd_graph *g, qd_node *q)
+{
+    qd_value *x = q->inputs[0], *z = q->outputs[0];
+    qd_node *dq = x->producer;
+    double s0, z0, s1, z1;
+    if (!dq || dq->op != QD_OP_DEQUANTIZE_LINEAR || dq->n_inputs < 2 || !dq->inputs[0] ||
+        dq->inputs[0]->dtype != z->dtype || z->is_output || qd_node_attr(dq, "block_size") ||
+        !scale_zp(dq, &s0, &z0) || !scale_zp(q, &s1, &z1) || s0 != s1 || z0 != z1)
+        return 0;
+    qd_value *v = dq->inputs[0];
+    qd_graph_replace_uses(g, z, v);
+    qd_graph_remove_node(g, q);
+    if (!x->n_uses && !x->is_output)
+        qd_graph_remove_node(g, dq);
+    return 1;
+}
+
 qd_status qd_graph_propagate_quantize(qd_graph *g, int *count)
 {
     if (count)
@@ -162,13 +198,17 @@ qd_status qd_graph_propagate_quantize(qd_graph *g, int *count)
             if (!per_tensor_quantize(q, &zp_zero))
                 continue;
             qd_node *n = q->inputs[0]->producer;
-            if (!n || !commutes(n, q, zp_zero))
+            if (n && n->op == QD_OP_DEQUANTIZE_LINEAR) {
+                if (!fold_round_trip(g, q))
+                    continue;
+            } else if (!n || !commutes(n, q, zp_zero)) {
                 continue;
-            if (!move_above(g, n, q))
+            } else if (!move_above(g, n, q)) {
                 return g->err.status ? g->err.status : QD_STATUS_OUT_OF_MEMORY;
+            }
             if (count)
                 (*count)++;
-            changed = 1; /* removed Concat Qs shift indices: the next pass catches up */
+            changed = 1; /* removed nodes shift indices: the next pass catches up */
         }
     }
     return QD_OK;

@@ -115,6 +115,8 @@ typedef enum op_case {
     CASE_RELU,
     CASE_CONCAT,
     CASE_CHAIN, /* Flatten -> Reshape: the Q climbs both */
+    CASE_ORT_MAXPOOL, /* Q -> DQ -> MaxPool -> Q, one scale: the Q climbs, then cancels */
+    CASE_RESCALE,     /* Q(s1) -> DQ(s1) -> MaxPool -> Q(s2): climbs, stays */
     /* not rewritten */
     CASE_TWO_CONSUMERS,
     CASE_GRAPH_OUTPUT,
@@ -129,7 +131,7 @@ typedef enum op_case {
 
 static const char *const case_names[N_CASES] = {
     "MaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Relu",
-    "Concat", "Flatten->Reshape", "two consumers", "graph output", "per-channel scale",
+    "Concat", "Flatten->Reshape", "ORT-style MaxPool", "MaxPool between scales", "two consumers", "graph output", "per-channel scale",
     "non-constant shape", "AveragePool", "Relu uint8", "Relu after Conv", "MaxPool Indices"};
 
 typedef struct built {
@@ -160,8 +162,14 @@ static built build_case(op_case c)
     qd_value *y = NULL;
     qd_dtype qdt = QD_DT_INT8;
     int64_t per_channel = 0;
+    if (c == CASE_ORT_MAXPOOL || c == CASE_RESCALE) {
+        float s = c == CASE_RESCALE ? 0.04f : 0.05f;
+        x = dequantize(g, quantize(g, x, s, QD_DT_INT8, 0), s, QD_DT_INT8);
+    }
     switch (c) {
     case CASE_MAXPOOL:
+    case CASE_ORT_MAXPOOL:
+    case CASE_RESCALE:
     case CASE_TWO_CONSUMERS:
     case CASE_GRAPH_OUTPUT:
         y = node1(g, "MaxPool", &x, 1);
@@ -319,6 +327,14 @@ static float *run(qd_graph *g, int as_written, const built *b, int64_t *n_out,
     return out;
 }
 
+static int count_op(const qd_graph *g, qd_op op)
+{
+    int n = 0;
+    for (size_t i = 0; i < g->n_nodes; i++)
+        n += g->nodes[i]->op == op;
+    return n;
+}
+
 /* 1 when some Q moved above the case's op: its input 0 is made by a Q. */
 static int op_reads_quantized(const built *b)
 {
@@ -334,13 +350,22 @@ static void check_case(op_case c)
     assert_int_equal(qd_graph_propagate_quantize(after.g, &moved), QD_OK);
     qd_graph_prune_values(after.g);
     assert_int_equal(qd_graph_toposort(after.g), QD_OK);
-    if (moved != (positive ? (c == CASE_CHAIN ? 2 : 1) : 0))
+    if (moved != (positive ? (c == CASE_CHAIN || c == CASE_ORT_MAXPOOL ? 2 : 1) : 0))
         fail_msg("%s: %d moves", case_names[c], moved);
     assert_int_equal(op_reads_quantized(&after), positive);
     if (positive) {
         assert_int_equal(after.op->outputs[0]->dtype, QD_DT_INT8);
         const qd_node *q = after.op->inputs[0]->producer;
-        assert_ptr_equal(q->inputs[0], after.in[0]); /* the Q reads x itself */
+        const qd_value *src = q->inputs[0];
+        if (c == CASE_RESCALE) { /* the Q reads DQ(Q(x)) of the other scale */
+            src = src->producer->op == QD_OP_DEQUANTIZE_LINEAR ? src->producer->inputs[0] : NULL;
+            src = src && src->producer ? src->producer->inputs[0] : NULL;
+        }
+        assert_ptr_equal(src, after.in[0]); /* the Q reads x itself */
+        if (c == CASE_ORT_MAXPOOL) { /* nothing left between the two Qs */
+            assert_int_equal(count_op(after.g, QD_OP_QUANTIZE_LINEAR), 1);
+            assert_int_equal(count_op(after.g, QD_OP_DEQUANTIZE_LINEAR), 1);
+        }
         if (c == CASE_CONCAT) {
             const qd_value *in1 = after.op->inputs[1];
             assert_true(in1->producer && in1->producer->op == QD_OP_QUANTIZE_LINEAR);
@@ -418,7 +443,8 @@ static qd_value *conv(qd_graph *g, qd_value *x, int64_t o, int64_t c)
 #define S_POOL 0.03f
 #define S_OUT 0.05f
 
-static built build_resnet_like(void)
+/* ort: onnxruntime's form, Q -> DQ also between the Relu and the pool. */
+static built build_resnet_like(int ort)
 {
     g_seed = 5; /* the same weights in every build */
     built b = {qd_graph_new(), {NULL, NULL}, 0, NULL};
@@ -429,6 +455,8 @@ static built build_resnet_like(void)
     b.in[b.n_in++] = x;
     qd_value *y = dequantize(g, quantize(g, x, S_IN, QD_DT_INT8, 0), S_IN, QD_DT_INT8);
     y = node1(g, "Relu", (qd_value *[]){conv(g, y, 32, 16)}, 1);
+    if (ort)
+        y = dequantize(g, quantize(g, y, S_POOL, QD_DT_INT8, 0), S_POOL, QD_DT_INT8);
     y = node1(g, "MaxPool", &y, 1);
     set_pool_attrs(y->producer);
     b.op = y->producer;
@@ -440,10 +468,9 @@ static built build_resnet_like(void)
     return b;
 }
 
-static void test_resnet_like(void **state)
+static void check_resnet_like(int ort)
 {
-    (void)state;
-    built before = build_resnet_like(), after = build_resnet_like();
+    built before = build_resnet_like(ort), after = build_resnet_like(ort);
     assert_int_equal(qd_graph_canonicalize(after.g), QD_OK);
     assert_true(op_reads_quantized(&after)); /* the pool reads int8 */
     qd_engine_stats s0, s1;
@@ -453,6 +480,7 @@ static void test_resnet_like(void **state)
     float *as_written = run(before.g, 1, &before, &n2, NULL);
     float *as_written_after = run(after.g, 1, &after, &n3, NULL);
     assert_true(n0 == n1 && n1 == n2 && n2 == n3);
+    print_message("%s form\n", ort ? "onnxruntime" : "TensorRT");
     print_message("plan before: INT8 kernels %d (%d write int8), Quantize %d, Dequantize %d, "
                   "layout conversions %d\n",
                   s0.int8_steps, s0.int8_requantized, s0.quantize_steps, s0.dequantize_steps,
@@ -461,14 +489,16 @@ static void test_resnet_like(void **state)
                   "layout conversions %d\n",
                   s1.int8_steps, s1.int8_requantized, s1.quantize_steps, s1.dequantize_steps,
                   s1.layout_conversions);
-    /* Both convs INT8 either way; the first writes int8 only after the pass
-     * (the second always did), and the Q after the pool runs no more. */
+    /* Both convs INT8 either way. TensorRT's form: the first writes int8
+     * only after the pass (the second always did), and the Q after the pool
+     * runs no more. onnxruntime's: the first always wrote int8; the DQ
+     * before the pool and the Q after it run no more. */
     assert_int_equal(s0.int8_steps, 2);
     assert_int_equal(s1.int8_steps, 2);
-    assert_int_equal(s0.int8_requantized, 1);
+    assert_int_equal(s0.int8_requantized, ort ? 2 : 1);
     assert_int_equal(s1.int8_requantized, 2);
     assert_int_equal(s1.quantize_steps, s0.quantize_steps - 1);
-    assert_int_equal(s1.dequantize_steps, s0.dequantize_steps); /* the output's */
+    assert_int_equal(s1.dequantize_steps, s0.dequantize_steps - ort); /* the output's */
     /* The int8 pool reads the conv's channels-last output as it is. */
     assert_true(s1.layout_conversions <= s0.layout_conversions);
     /* As written: the same bits. INT8: within a few output steps of it (a
@@ -492,6 +522,13 @@ static void test_resnet_like(void **state)
     free(as_written_after);
     qd_graph_delete(before.g);
     qd_graph_delete(after.g);
+}
+
+static void test_resnet_like(void **state)
+{
+    (void)state;
+    check_resnet_like(0);
+    check_resnet_like(1);
 }
 
 /* Which kernel runs the graph's MaxPool. */
