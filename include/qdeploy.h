@@ -81,7 +81,10 @@ qd_status qd_graph_simplify(qd_graph *graph);
 /* Rewrites decomposed forms into the single ops they compute: the Erf form
  * of GELU into Gelu, the ReduceMean/Sub/Pow/Sqrt/Div form of LayerNorm into
  * LayerNormalization. For the engine and the pattern matcher; Gelu is an
- * ONNX op from opset 20 only, so the result is not for other tools. */
+ * ONNX op from opset 20 only, so the result is not for other tools. In a
+ * QDQ model, a per-tensor QuantizeLinear after MaxPool, Reshape, Transpose
+ * and other ops that commute with it moves above them (exact), so they run
+ * on int8 as TensorRT runs them. */
 qd_status qd_graph_canonicalize(qd_graph *graph);
 
 /* Writes the graph as ONNX, atomically: a temporary file in the same folder,
