@@ -114,6 +114,11 @@ typedef struct qd_engine_options {
                        an observer sees it (calibration) */
     int qdq_as_written; /* 1: run QDQ models as written (float DequantizeLinear
                            -> op -> QuantizeLinear), no INT8 kernels */
+    int high_precision_bf16; /* 1: float Conv/MatMul/Gemm with a constant
+                                weight compute in bfloat16 (weights and input
+                                rounded to bf16, accumulation and output in
+                                float32): the CPU's counterpart of TensorRT's
+                                FP16. Needs AVX512-BF16; else creation fails. */
 } qd_engine_options;
 
 /* Plans the graph for execution: binds symbolic dims, infers shapes, picks a

@@ -597,7 +597,8 @@ static void fill_args(qd_engine *e, qd_step *st, step_io *io, qd_kernel_args *a)
                           .fused = (const qd_node *const *)st->fused,
                           .n_fused = st->n_fused,
                           .quant = st->lowered || st->quant.dst_scale > 0.0f ? &st->quant
-                                                                             : NULL};
+                                                                             : NULL,
+                          .bf16 = e->opt.high_precision_bf16 && !st->lowered};
 }
 
 void qd_engine_delete(qd_engine *e)
@@ -636,6 +637,14 @@ qd_status qd_engine_create(qd_graph *g, const qd_engine_options *options, qd_eng
     e->opt.threads = 1;
 #endif
     qd_status st;
+    if (e->opt.high_precision_bf16 && e->opt.reference)
+        return engine_fail(e, QD_STATUS_INVALID_ARGUMENT,
+                           "bfloat16 high precision runs on the oneDNN kernels, not with the "
+                           "reference kernels");
+    if (e->opt.high_precision_bf16 && !qd_dnnl_has_bf16())
+        return engine_fail(e, QD_STATUS_UNSUPPORTED,
+                           "bfloat16 high precision needs a CPU with AVX512-BF16; this one has "
+                           "none (run in float32)");
     if (has_symbolic_input(g) && (st = qd_graph_bind_dim(g, "*", e->opt.batch)) != QD_OK)
         return from_graph(e, st);
     if ((st = qd_graph_infer_shapes(g)) != QD_OK || (st = qd_graph_verify(g)) != QD_OK)

@@ -46,6 +46,9 @@ typedef struct qd_kernel_args {
     int n_fused;
     /* INT8 steps (lowered QDQ groups): the scales; NULL for float steps. */
     const qd_quant_params *quant;
+    /* 1: a float Conv/MatMul/Gemm with a constant weight may compute in
+     * bfloat16 (qd_engine_options.high_precision_bf16). */
+    int bf16;
 } qd_kernel_args;
 
 /* A kernel returns QD_OK or fails with qd_graph_fail(a->graph, ...) naming

@@ -1,4 +1,4 @@
-/* int8_agreement QDQ_MODEL IMAGES LABELS [COUNT] [MEAN STD]
+/* int8_agreement [--bf16] QDQ_MODEL IMAGES LABELS [COUNT] [MEAN STD]
  *
  * Runs a QDQ model over labelled images twice with the engine: on its INT8
  * kernels (lowered QDQ groups) and as written (float DequantizeLinear ->
@@ -6,6 +6,10 @@
  *
  *   images N agree A (P%) top1_int8 X% top1_written Y% max_logit_diff D
  *       logit_scale S int8_steps K
+ *
+ * With --bf16 the two runs are the model with bfloat16 high precision and
+ * in float32 (any model; the fields then say top1_bf16 and top1_fp32).
+ * Exit status 77 when this CPU cannot run bfloat16.
  *
  * Exit status 0 when it ran; the caller judges the figures. */
 #include <math.h>
@@ -29,8 +33,14 @@ static int argmax(const float *x, int64_t n)
 
 int main(int argc, char **argv)
 {
+    int bf16 = argc > 1 && !strcmp(argv[1], "--bf16");
+    if (bf16) {
+        argc--;
+        argv++;
+    }
     if (argc < 4) {
-        fprintf(stderr, "usage: int8_agreement QDQ_MODEL IMAGES LABELS [COUNT] [MEAN STD]\n");
+        fprintf(stderr,
+                "usage: int8_agreement [--bf16] QDQ_MODEL IMAGES LABELS [COUNT] [MEAN STD]\n");
         return 2;
     }
     int64_t count = argc > 4 ? atoll(argv[4]) : 10000;
@@ -53,7 +63,11 @@ int main(int argc, char **argv)
     if (count > qd_dataset_count(ds))
         count = qd_dataset_count(ds);
     for (int k = 0; k < 2; k++) {
-        qd_engine_options opt = {.batch = BATCH, .qdq_as_written = k};
+        qd_engine_options opt = {.batch = BATCH};
+        if (bf16)
+            opt.high_precision_bf16 = k == 0;
+        else
+            opt.qdq_as_written = k;
         if (qd_graph_load(argv[1], &g[k]) != QD_OK || qd_graph_infer_shapes(g[k]) != QD_OK ||
             qd_graph_simplify(g[k]) != QD_OK || qd_graph_canonicalize(g[k]) != QD_OK) {
             fprintf(stderr, "int8_agreement: %s: %s\n", argv[1], qd_graph_error(g[k]));
@@ -61,6 +75,8 @@ int main(int argc, char **argv)
         }
         if (qd_engine_create(g[k], &opt, &e[k]) != QD_OK) {
             fprintf(stderr, "int8_agreement: %s: %s\n", argv[1], qd_engine_error(e[k]));
+            if (bf16 && k == 0 && strstr(qd_engine_error(e[k]), "AVX512-BF16"))
+                rc = 77;
             goto done;
         }
     }
@@ -116,10 +132,11 @@ int main(int argc, char **argv)
     }
     qd_engine_stats stats;
     qd_engine_get_stats(e[0], &stats);
-    printf("images %lld agree %lld (%.2f%%) top1_int8 %.2f%% top1_written %.2f%% "
+    printf("images %lld agree %lld (%.2f%%) %s %.2f%% %s %.2f%% "
            "max_logit_diff %.4g logit_scale %.4g int8_steps %d\n",
            (long long)seen, (long long)agree, 100.0 * agree / (double)seen,
-           100.0 * right[0] / (double)seen, 100.0 * right[1] / (double)seen, max_diff, scale,
+           bf16 ? "top1_bf16" : "top1_int8", 100.0 * right[0] / (double)seen,
+           bf16 ? "top1_fp32" : "top1_written", 100.0 * right[1] / (double)seen, max_diff, scale,
            stats.int8_steps);
     rc = 0;
 done:

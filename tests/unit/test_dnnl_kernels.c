@@ -37,11 +37,18 @@ static uint32_t rnd(void)
 static int rnd_int(int lo, int hi) { return lo + (int)(rnd() % (uint32_t)(hi - lo + 1)); }
 static float rnd_float(void) { return (float)((double)(rnd() % 2000001) / 1000000.0 - 1.0); }
 
+static int g_bf16_data; /* random data exactly representable in bfloat16 */
+
+/* m/256 for an integer |m| <= 256: at most 8 significant bits, so exactly
+ * a bfloat16 value. (Arithmetic, not bit masking: Debian's GCC 12 -O2
+ * dropped a float->bits->mask->float round trip here.) */
+static float rnd_bf16(void) { return (float)((int)(rnd() % 513) - 256) / 256.0f; }
+
 static void fill(qd_tensor *t)
 {
     float *p = t->data;
     for (int64_t i = 0; i < qd_numel(t->rank, t->dims); i++)
-        p[i] = rnd_float();
+        p[i] = g_bf16_data ? rnd_bf16() : rnd_float();
 }
 
 /* ---- building nodes ---- */
@@ -82,6 +89,11 @@ typedef struct step {
 } step;
 
 static const char *g_last_impl;
+/* test_bf16_random: the kernels compute in bfloat16 (engine option
+ * high_precision_bf16), checked with a looser tolerance. */
+static int g_bf16;
+static int g_bf16_steps, g_bf16_named; /* constant-weight steps; of them on a "bf16" impl */
+static double g_tol = 1e-4;
 static int g_verbose; /* QD_TEST_VERBOSE: print each case before it runs */
 
 /* prepare + run + release through the impl; returns the status of the
@@ -93,12 +105,18 @@ static qd_status run_step(qd_graph *g, const qd_node *n, step *s)
     qd_kernel_impl impl = qd_dnnl_impl(n);
     assert_string_equal(impl.name, "dnnl");
     qd_tensor *outs[1] = {s->out};
-    qd_kernel_args a = {n, g, s->n_in, s->in, 1, outs, 2, NULL, s->fused, s->n_fused, NULL};
+    qd_kernel_args a = {n, g, s->n_in, s->in, 1, outs, 2, NULL, s->fused, s->n_fused, NULL, g_bf16};
     void *state = NULL;
     qd_status st = impl.prepare(&a, &state);
     if (st != QD_OK)
         return st;
     g_last_impl = qd_dnnl_state_impl(state);
+    if (g_bf16 && n->inputs[1]->konst) {
+        g_bf16_steps++;
+        g_bf16_named += strstr(g_last_impl, "bf16") != NULL;
+        if (g_verbose)
+            fprintf(stderr, "bf16 step on %s\n", g_last_impl);
+    }
     a.state = state;
     st = impl.run(&a);
     if (st == QD_OK && !g_single_run) /* twice: the state is reusable */
@@ -107,7 +125,7 @@ static qd_status run_step(qd_graph *g, const qd_node *n, step *s)
     return st;
 }
 
-/* max |got - want| <= 1e-4 * max(1, max |want|) */
+/* max |got - want| <= g_tol * max(1, max |want|) */
 static void check_close(const float *got, const double *want, int64_t count, const char *what)
 {
     double maxabs = 1, maxdiff = 0;
@@ -121,7 +139,7 @@ static void check_close(const float *got, const double *want, int64_t count, con
             at = i;
         }
     }
-    if (!(maxdiff <= 1e-4 * maxabs)) {
+    if (!(maxdiff <= g_tol * maxabs)) {
         fprintf(stderr, "%s: max diff %g at %lld (got %g want %g), magnitude %g\n", what, maxdiff,
                 (long long)at, (double)got[at], want[at], maxabs);
         if (!getenv("QD_TEST_KEEP_GOING"))
@@ -918,6 +936,35 @@ static void test_gemm_random(void **state)
 
 /* ---- chains oneDNN cannot take whole: the tail after the primitive ---- */
 
+
+/* bfloat16 (the engine's high_precision_bf16): the random conv (both
+ * layouts), matmul and gemm cases again, computed in bf16 wherever the
+ * weight is constant: mostly on kernels named bf16 (oneDNN's gemm-based
+ * conv, which some shapes get, has no bf16 in its name). The data are
+ * bf16 values, so converting them loses nothing and the products
+ * accumulated in float32 hold nearly the float tolerance; only Gemm's alpha
+ * folded into the weights rounds them (2^-9 relative each). */
+static void test_bf16_random(void **state)
+{
+    if (!qd_dnnl_has_bf16()) {
+        fprintf(stderr, "this CPU has no AVX512-BF16: bfloat16 kernels not tested\n");
+        skip();
+    }
+    g_bf16 = g_bf16_data = 1;
+    g_tol = 1e-3;
+    g_bf16_steps = g_bf16_named = 0;
+    test_conv_random(state);
+    test_conv_random_channels_last(state);
+    test_matmul_random(state);
+    test_gemm_random(state);
+    g_bf16 = g_bf16_data = 0;
+    g_tol = 1e-4;
+    fprintf(stderr, "bf16: %d of %d constant-weight steps on a kernel named bf16\n", g_bf16_named,
+            g_bf16_steps);
+    assert_true(g_bf16_steps > 200);
+    assert_true(g_bf16_named * 4 >= g_bf16_steps * 3);
+}
+
 /* A fixed 3x3 conv x[1,16,9,9] -> y[1,24,9,9] with bias, built in g. */
 typedef struct fixed_conv {
     qd_node *conv;
@@ -1257,7 +1304,7 @@ static void test_unprepared_run(void **state)
     qd_tensor *yt = qd_tensor_new(QD_DT_FLOAT, 2, yd);
     const qd_tensor *in[2] = {at, bt};
     qd_tensor *out[1] = {yt};
-    qd_kernel_args a = {n, g, 2, in, 1, out, 1, NULL, NULL, 0, NULL};
+    qd_kernel_args a = {n, g, 2, in, 1, out, 1, NULL, NULL, 0, NULL, 0};
     assert_int_equal(qd_dnnl_impl(n).run(&a), QD_OK);
     double ref[15];
     matmul_ref(2, ad, 2, bd, at->data, bt->data, 2, yd, ref);
@@ -1283,6 +1330,7 @@ int main(void)
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_matmul_random),
         cmocka_unit_test(test_gemm_random),
+        cmocka_unit_test(test_bf16_random),
     };
     g_verbose = getenv("QD_TEST_VERBOSE") != NULL;
     if (getenv("QD_TEST_FILTER"))

@@ -466,14 +466,14 @@ static void check_q_kernel(qd_dtype qt, int zp, float scale)
     qd_tensor *y_ref = qd_tensor_new(QD_DT_FLOAT, 1, &n), *y_fast = qd_tensor_new(QD_DT_FLOAT, 1, &n);
     const qd_tensor *qin[3] = {xt, sc->konst, zt};
     qd_tensor *qo[1] = {q_ref};
-    qd_kernel_args a = {q->producer, g, 3, qin, 1, qo, 2, NULL, NULL, 0, NULL};
+    qd_kernel_args a = {q->producer, g, 3, qin, 1, qo, 2, NULL, NULL, 0, NULL, 0};
     assert_int_equal(qd_ref_kernel(QD_OP_QUANTIZE_LINEAR)(&a), QD_OK);
     qo[0] = q_fast;
     assert_int_equal(qd_x86_quantize(&a), QD_OK);
     assert_memory_equal(q_ref->data, q_fast->data, (size_t)n * qd_dtype_size(qt));
     const qd_tensor *din[3] = {q_ref, sc->konst, zt};
     qd_tensor *dout[1] = {y_ref};
-    qd_kernel_args d = {y->producer, g, 3, din, 1, dout, 2, NULL, NULL, 0, NULL};
+    qd_kernel_args d = {y->producer, g, 3, din, 1, dout, 2, NULL, NULL, 0, NULL, 0};
     assert_int_equal(qd_ref_kernel(QD_OP_DEQUANTIZE_LINEAR)(&d), QD_OK);
     dout[0] = y_fast;
     assert_int_equal(qd_x86_quantize(&d), QD_OK);

@@ -156,7 +156,7 @@ static qd_status tc_call(tc *c, qd_kernel_fn fn, qd_tensor *out, int threads)
 {
     qd_tensor *outs[1] = {out};
     qd_kernel_args a = {c->n, c->g, c->nin, (const qd_tensor *const *)c->in, 1, outs, threads,
-                        NULL, NULL, 0, NULL};
+                        NULL, NULL, 0, NULL, 0};
     return fn(&a);
 }
 
@@ -890,7 +890,7 @@ static void test_selector(void **state)
     tc_output(c, 1, d);
     qd_tensor *outs[1] = {c->got};
     const qd_node *fused[1] = {c->n};
-    qd_kernel_args a = {c->n, c->g, 1, (const qd_tensor *const *)c->in, 1, outs, 1, NULL, fused, 1, NULL};
+    qd_kernel_args a = {c->n, c->g, 1, (const qd_tensor *const *)c->in, 1, outs, 1, NULL, fused, 1, NULL, 0};
     assert_int_not_equal(qd_x86_impl(c->n).run(&a), QD_OK);
     tc_free(c);
     /* unknown shapes, other dtypes, ops without a kernel here */

@@ -1,5 +1,5 @@
 /* qdeploy bench MODEL [--batch N] [--threads T] [--warmup W] [--iters I]
- *                     [--profile] [--reference] [--no-int8] */
+ *                     [--profile] [--reference] [--no-int8] [--high-precision P] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +12,14 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: qdeploy bench MODEL [--batch N] [--threads T] [--warmup W] [--iters I]\n"
                  "                    [--profile] [--reference] [--no-int8]\n"
+                 "                    [--high-precision fp32|bf16]\n"
                  "  Times inference on random inputs; prints median/min/max latency, what the\n"
                  "  plan runs (INT8 kernels, Quantize/Dequantize steps) and the time per op\n"
                  "  type (fused groups, precision changes and layout conversions are their\n"
                  "  own rows); --profile: time per node instead. A QDQ model runs its QDQ\n"
-                 "  groups as INT8 kernels; --no-int8 runs it as written, in float.\n");
+                 "  groups as INT8 kernels; --no-int8 runs it as written, in float.\n"
+                 "  --high-precision bf16: what is not INT8 (Conv, MatMul, Gemm with constant\n"
+                 "  weights) computes in bfloat16 with float32 accumulation (AVX512-BF16).\n");
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -60,6 +63,10 @@ int qd_cli_bench(int argc, char **argv)
             opt.reference = 1;
         else if (!strcmp(argv[i], "--no-int8"))
             opt.qdq_as_written = 1;
+        else if (!strcmp(argv[i], "--high-precision") && i + 1 < argc) {
+            if (qd_cli_high_precision(argv[++i], &opt) != 0)
+                return 2;
+        }
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;

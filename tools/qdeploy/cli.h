@@ -26,6 +26,9 @@ int qd_cli_fail_model(const char *path, const qd_graph *g, qd_status st);
 int qd_cli_parse_floats(const char *s, float *out, int max);
 /* Parses a whole decimal integer >= min: 0, or -1. */
 int qd_cli_int(const char *s, int min, int *out);
+/* --high-precision VALUE: "fp32" (the default) or "bf16" into opt: 0, or
+ * -1 after printing what it takes. */
+int qd_cli_high_precision(const char *value, qd_engine_options *opt);
 /* 1 when a and b name the same file (or the same string). */
 int qd_cli_same_file(const char *a, const char *b);
 /* Writes a file atomically: write(ctx, f) into a temporary file beside

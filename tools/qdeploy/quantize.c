@@ -69,6 +69,16 @@ int qd_cli_int(const char *s, int min, int *out)
     return 0;
 }
 
+int qd_cli_high_precision(const char *value, qd_engine_options *opt)
+{
+    if (!strcmp(value, "fp32") || !strcmp(value, "bf16")) {
+        opt->high_precision_bf16 = !strcmp(value, "bf16");
+        return 0;
+    }
+    qd_cli_fail("--high-precision takes fp32 or bf16, not '%s'", value);
+    return -1;
+}
+
 int qd_cli_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;

@@ -14,10 +14,13 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: qdeploy run MODEL --input [NAME=]x.npy ... [--output [NAME=]y.npy ...]\n"
             "                  [--threads T] [--reference] [--no-int8]\n"
+            "                  [--high-precision fp32|bf16]\n"
             "  Runs the model on .npy inputs (one per graph input, in order, or by name)\n"
             "  and writes outputs as .npy; prints each output's shape and top values.\n"
             "  A symbolic batch dimension takes the inputs' first dimension. QDQ groups\n"
-            "  run as INT8 kernels; --no-int8 runs a QDQ model as written, in float.\n");
+            "  run as INT8 kernels; --no-int8 runs a QDQ model as written, in float.\n"
+            "  --high-precision bf16: Conv, MatMul and Gemm with constant weights that\n"
+            "  are not INT8 compute in bfloat16 with float32 accumulation (AVX512-BF16).\n");
 }
 
 typedef struct named_path {
@@ -76,6 +79,9 @@ int qd_cli_run(int argc, char **argv)
             opt.reference = 1;
         } else if (!strcmp(argv[i], "--no-int8")) {
             opt.qdq_as_written = 1;
+        } else if (!strcmp(argv[i], "--high-precision") && i + 1 < argc) {
+            if (qd_cli_high_precision(argv[++i], &opt) != 0)
+                return 2;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;

@@ -134,6 +134,7 @@ typedef struct conv_state {
     dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
     qd_dnnl_chain chain;
     int internal;
+    int dst_direct; /* internal input only: the conv writes the engine's buffer */
     int has_bias;
     qd_dnnl_layout layout; /* of the engine's activations, at prepare */
     int reserved[2];
@@ -456,7 +457,22 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
     qd_dnnl_conv_policy policy = qd_dnnl_conv_policy_get();
     int internal = layout == QD_DNNL_NCHW && src_layout == QD_DNNL_NCHW &&
                    policy == QD_DNNL_CONV_CHANNELS_LAST;
-    if (winograd_eligible(&gm, s->s2d)) {
+    if (a->bf16) {
+        /* bfloat16: the input is converted into a bf16 channels-last copy,
+         * the weights are packed as bf16, and the conv accumulates in
+         * float32 and writes float32, into the engine's buffer when that is
+         * channels-last. */
+        QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_int, rank, xd, dnnl_bf16, cl_tag));
+        QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_bf16,
+                                                       dnnl_format_tag_any));
+        QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_int, rank, yd, dnnl_f32, cl_tag));
+        s->dst_direct = layout == QD_DNNL_NHWC;
+        if ((st = conv_pd(a, &gm, dnnl_convolution_direct, &src_int, &wei_any,
+                          b ? &bias_md : NULL, s->dst_direct ? &dst_user : &dst_int, &dst_user,
+                          &s->chain, &pd)) != QD_OK)
+            goto fail;
+        internal = s->internal = 1;
+    } else if (winograd_eligible(&gm, s->s2d)) {
         /* Internal in the blocked layout the Winograd kernel chooses. */
         QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_int, rank, xd, dnnl_f32,
                                                        dnnl_format_tag_any));
@@ -515,8 +531,9 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
         const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
         const dnnl_memory_desc_t *dmd = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
         QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src_int, smd, eng, DNNL_MEMORY_NONE));
-        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst_int, dmd, eng, DNNL_MEMORY_NONE));
-        for (int i = 0; i < 2; i++) {
+        if (!s->dst_direct)
+            QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst_int, dmd, eng, DNNL_MEMORY_NONE));
+        for (int i = 0; i < (s->dst_direct ? 1 : 2); i++) {
             size_t bytes = dnnl_memory_desc_get_size(i ? dmd : smd);
             if (qd_dnnl_scratch_reserve(i, bytes) != 0) {
                 st = qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY,
@@ -527,9 +544,10 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
             s->reserved[i] = 1;
         }
         if ((st = qd_dnnl_reorder_prim(g, n, &src_user, smd, &s->to_internal)) != QD_OK ||
-            (st = qd_dnnl_reorder_prim(g, n, dmd, &dst_user, &s->from_internal)) != QD_OK)
+            (!s->dst_direct &&
+             (st = qd_dnnl_reorder_prim(g, n, dmd, &dst_user, &s->from_internal)) != QD_OK))
             goto fail;
-        if (s->chain.sum_input >= 0) {
+        if (s->chain.sum_input >= 0 && !s->dst_direct) {
             QD_DNNL_TRY(g, n, dnnl_memory_create(&s->res_user, &dst_user, eng, DNNL_MEMORY_NONE));
             if ((st = qd_dnnl_reorder_prim(g, n, &dst_user, dmd, &s->res_to_internal)) != QD_OK)
                 goto fail;
@@ -543,7 +561,7 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
     dnnl_primitive_desc_destroy(pd);
     /* The residual is read from dst by the sum post-op: dst may be its
      * buffer (not with the internal layout, which reorders it first). */
-    s->head.in_place_input = s->internal ? -1 : s->chain.sum_input;
+    s->head.in_place_input = s->internal && !s->dst_direct ? -1 : s->chain.sum_input;
     *state = s;
     return QD_OK;
 fail:
@@ -606,7 +624,12 @@ static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
     if (s->has_bias)
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
-    if (!s->internal) {
+    if (!s->internal || s->dst_direct) {
+        if (s->internal) { /* the input only: into its scratch copy */
+            QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src_int, qd_dnnl_scratch(0)));
+            dnnl_exec_arg_t in[2] = {{DNNL_ARG_FROM, s->src_user}, {DNNL_ARG_TO, s->src_int}};
+            QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->to_internal, strm, 2, in));
+        }
         if (s->chain.sum_input >= 0) {
             /* The residual goes into dst first (nothing to do when the
              * engine lets dst share the residual's buffer). */
@@ -614,7 +637,7 @@ static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
             if (r->data != a->outputs[0]->data)
                 parallel_copy(a->outputs[0]->data, r->data, a->outputs[0]->nbytes);
         }
-        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src_user};
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->internal ? s->src_int : s->src_user};
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst_user};
         QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->conv, strm, na, args));
     } else {

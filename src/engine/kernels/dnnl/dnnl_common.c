@@ -613,6 +613,13 @@ const char *qd_dnnl_state_impl(const void *state)
 
 /* ---- selection ---- */
 
+int qd_dnnl_has_bf16(void)
+{
+    /* The ISA values are bit sets: each contains the ones below it. */
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
 int qd_dnnl_supports(const qd_node *n)
 {
     if (!n)

@@ -30,6 +30,9 @@
  * its inferred static shapes and dtypes (float32 only). */
 int qd_dnnl_supports(const qd_node *n);
 
+/* 1 when oneDNN runs bfloat16 conv/matmul natively here (AVX512-BF16). */
+int qd_dnnl_has_bf16(void);
+
 /* 1 if `next` can be fused as a post-op into the step anchored at `anchor`
  * (a node qd_dnnl_supports accepts, possibly with earlier fused nodes):
  * an activation listed above, or an Add whose other operand (other_operand)

@@ -8,7 +8,11 @@
  * once for a constant C, at each run for a runtime C (a runtime [N] with
  * beta 1 is used in place). A row becomes the matmul bias when no alpha is
  * left to apply; otherwise C is a binary-add post-op after a linear one.
- * (oneDNN's brg matmul has no per-row broadcast, hence no [M, 1] operand.) */
+ * (oneDNN's brg matmul has no per-row broadcast, hence no [M, 1] operand.)
+ *
+ * In bfloat16 (the engine's high_precision_bf16), a constant B is packed as
+ * bf16 and A is converted into a bf16 scratch copy at each run; the product
+ * accumulates and is written in float32. */
 #include <string.h>
 
 #include "base/alloc.h"
@@ -18,6 +22,9 @@ typedef struct mm_state {
     qd_dnnl_state_head head;
     dnnl_primitive_t prim;
     dnnl_memory_t src, wei, dst;
+    dnnl_memory_t src_bf16;      /* bf16 only: A's scratch copy */
+    dnnl_primitive_t to_bf16;    /* A -> src_bf16 */
+    int reserved;                /* scratch slot 0 is reserved for src_bf16 */
     dnnl_memory_t cmem; /* Gemm's beta*C operand (bias or binary) */
     dnnl_memory_t bin[QD_DNNL_MAX_BINARY];
     int b_const;   /* wei holds the packed constant B */
@@ -39,7 +46,11 @@ static void mm_release(void *p)
         return;
     if (s->prim)
         dnnl_primitive_destroy(s->prim);
-    dnnl_memory_t mems[] = {s->src, s->wei, s->dst, s->cmem};
+    if (s->to_bf16)
+        dnnl_primitive_destroy(s->to_bf16);
+    if (s->reserved)
+        qd_dnnl_scratch_unreserve(0);
+    dnnl_memory_t mems[] = {s->src, s->wei, s->dst, s->cmem, s->src_bf16};
     for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
@@ -83,13 +94,18 @@ static qd_status finish(const qd_kernel_args *a, mm_state *s, const dnnl_memory_
     if ((st = qd_dnnl_chain_post_ops(a, po, ymd, ymd, QD_DNNL_RESIDUAL_SUM, 1, a->n_fused,
                                      &s->chain)) != QD_OK)
         goto fail;
+    int bf16 = a->bf16 && b_const_data;
+    dnnl_memory_desc_t amd_run = *amd; /* what the primitive reads */
+    if (bf16)
+        amd_run.data_type = dnnl_bf16; /* same dims and strides (in elements) */
     dnnl_memory_desc_t bmd = *bmd_user;
     if (b_const_data)
         QD_DNNL_TRY(g, n,
-                    dnnl_memory_desc_init_by_tag(&bmd, bmd_user->ndims, bmd_user->dims, dnnl_f32,
+                    dnnl_memory_desc_init_by_tag(&bmd, bmd_user->ndims, bmd_user->dims,
+                                                 bf16 ? dnnl_bf16 : dnnl_f32,
                                                  dnnl_format_tag_any));
     dnnl_matmul_desc_t md;
-    QD_DNNL_TRY(g, n, dnnl_matmul_desc_init(&md, amd, &bmd, bias_md, ymd));
+    QD_DNNL_TRY(g, n, dnnl_matmul_desc_init(&md, &amd_run, &bmd, bias_md, ymd));
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_create(&attr));
     QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_post_ops(attr, po));
     QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL));
@@ -103,6 +119,19 @@ static qd_status finish(const qd_kernel_args *a, mm_state *s, const dnnl_memory_
     }
     QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src, amd, eng, DNNL_MEMORY_NONE));
     QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst, ymd, eng, DNNL_MEMORY_NONE));
+    if (bf16) {
+        size_t bytes = dnnl_memory_desc_get_size(&amd_run);
+        if (qd_dnnl_scratch_reserve(0, bytes) != 0) {
+            st = qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY,
+                               "node '%s' (%s): out of memory for %zu bytes of scratch", n->name,
+                               n->op_type, bytes);
+            goto fail;
+        }
+        s->reserved = 1;
+        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src_bf16, &amd_run, eng, DNNL_MEMORY_NONE));
+        if ((st = qd_dnnl_reorder_prim(g, n, amd, &amd_run, &s->to_bf16)) != QD_OK)
+            goto fail;
+    }
     for (int i = 0; i < s->chain.n_binary; i++) {
         const dnnl_memory_desc_t *m = dnnl_primitive_desc_query_md(
             pd, dnnl_query_exec_arg_md,
@@ -320,10 +349,11 @@ static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
     QD_DNNL_TRY(g, n, qd_dnnl_md_plain(&ymd, 2, ydims));
     QD_DNNL_TRY(g, n, dnnl_post_ops_create(&po));
 
-    /* A constant B is packed with alpha folded in. */
+    /* A constant B is packed with alpha folded in (in float32 only: in
+     * bf16 alpha*B would round once more, so alpha stays a post-op). */
     const qd_value *bv = n->inputs[1];
     const void *b_const = bv && bv->konst && B->data ? B->data : NULL;
-    if (b_const && alpha != 1.f) {
+    if (b_const && alpha != 1.f && !a->bf16) {
         size_t cnt = (size_t)(k * nn);
         scaled = qd_malloc(cnt * sizeof *scaled);
         if (!scaled) {
@@ -336,7 +366,7 @@ static qd_status gemm_prepare(const qd_kernel_args *a, void **state)
             scaled[i] = alpha * src[i];
         b_const = scaled;
     }
-    float alpha_left = b_const ? 1.f : alpha; /* still to apply after the product */
+    float alpha_left = scaled ? 1.f : alpha; /* still to apply after the product */
     const dnnl_memory_desc_t *bias_md = NULL;
     dnnl_memory_desc_t opmd;
     if (C) {
@@ -421,7 +451,12 @@ static qd_status mm_execute(const qd_kernel_args *a, mm_state *s)
     QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst, a->outputs[0]->data));
     if (!s->b_const)
         QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->wei, a->inputs[1]->data));
-    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->src};
+    if (s->to_bf16) {
+        QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->src_bf16, qd_dnnl_scratch(0)));
+        dnnl_exec_arg_t in[2] = {{DNNL_ARG_FROM, s->src}, {DNNL_ARG_TO, s->src_bf16}};
+        QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->to_bf16, strm, 2, in));
+    }
+    args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->to_bf16 ? s->src_bf16 : s->src};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst};
     if (s->cmem) {
