@@ -122,9 +122,9 @@ function runQdeploy(o, args) {
 
 // One `qdeploy bench` round: {median, min, max} from its first line, and the
 // whole output (plan line, per-op profile) as `out`.
-function qdeployRound(o, file) {
+function qdeployRound(o, file, extra = []) {
   const out = runQdeploy(o, ['bench', file, '--threads', String(o.threads),
-                             '--warmup', String(o.warmup), '--iters', String(o.iters)]);
+                             '--warmup', String(o.warmup), '--iters', String(o.iters), ...extra]);
   const m = /(\d+) runs: median ([\d.]+) ms, min ([\d.]+) ms, max ([\d.]+) ms/.exec(out);
   if (!m || Number(m[1]) !== o.iters)
     throw new Error(`cannot parse qdeploy bench output: ${firstLine(out)}`);

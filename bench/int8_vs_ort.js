@@ -18,10 +18,12 @@
 // input values), `--calib-batches 2 --batch-size 4`. Such scales are good for
 // timing only; accuracy is measured elsewhere.
 //
-// Then R rounds of eight rows, the order rotating by one row per round: qdeploy on
+// Then R rounds of ten rows, the order rotating by one row per round: qdeploy on
 // NAME.onnx, NAME.mixed.onnx, NAME.uniform.onnx and NAME.x86.onnx (one `qdeploy
-// bench` child process per round, as engine_vs_ort.js runs it) and onnxruntime on
-// the same four files (one session per file, kept across rounds). A row's figure
+// bench` child process per round, as engine_vs_ort.js runs it), qdeploy on
+// NAME.onnx and NAME.x86.onnx with `--high-precision bf16` (what is not INT8
+// computes in bfloat16: the CPU's counterpart of TensorRT's FP16), and
+// onnxruntime on the four files (one session per file, kept across rounds). A row's figure
 // is the median of its round medians. The tables give the latencies with the INT8
 // speedups over qdeploy FP32, then the qdeploy/onnxruntime ratios on the same QDQ
 // file; then the goals of issue 5 with PASS/MISS on the tensorrt mixed model, and
@@ -53,6 +55,10 @@ const ROWS = [
   { key: 'qdMixed', engine: 'qdeploy', variant: 'mixed', label: 'qdeploy INT8 mixed' },
   { key: 'qdUniform', engine: 'qdeploy', variant: 'uniform', label: 'qdeploy INT8 uniform' },
   { key: 'qdX86', engine: 'qdeploy', variant: 'x86', label: 'qdeploy INT8 mixed (x86 target)' },
+  { key: 'qdBf16', engine: 'qdeploy', variant: 'fp32', label: 'qdeploy BF16',
+    extra: ['--high-precision', 'bf16'] },
+  { key: 'qdX86Bf16', engine: 'qdeploy', variant: 'x86',
+    label: 'qdeploy INT8 mixed (x86 target) + BF16', extra: ['--high-precision', 'bf16'] },
   { key: 'ortFp32', engine: 'ort', variant: 'fp32', label: 'onnxruntime FP32' },
   { key: 'ortMixed', engine: 'ort', variant: 'mixed', label: 'onnxruntime mixed QDQ' },
   { key: 'ortUniform', engine: 'ort', variant: 'uniform', label: 'onnxruntime uniform QDQ' },
@@ -149,7 +155,7 @@ async function benchModel(o, m) {
         const row = res.rows[r.key];
         if (row.error) continue;
         try {
-          const st = r.engine === 'qdeploy' ? ev.qdeployRound(o, files[r.variant])
+          const st = r.engine === 'qdeploy' ? ev.qdeployRound(o, files[r.variant], r.extra)
             : ortb.summary(await ortb.timeRound(sessions[r.variant], feeds[r.variant],
                                                 o.warmup, o.iters));
           row.rounds.push(st);
@@ -161,7 +167,8 @@ async function benchModel(o, m) {
       const f = (key) => (line[key] === undefined ? '-' : line[key].toFixed(3));
       console.log(`${name} round ${round + 1}/${o.rounds} (${order[0].label} first): ` +
                   `qdeploy FP32 ${f('qdFp32')}, mixed ${f('qdMixed')}, uniform ${f('qdUniform')}, ` +
-                  `x86-mixed ${f('qdX86')} ms; onnxruntime FP32 ${f('ortFp32')}, ` +
+                  `x86-mixed ${f('qdX86')}, BF16 ${f('qdBf16')}, x86-mixed+BF16 ` +
+                  `${f('qdX86Bf16')} ms; onnxruntime FP32 ${f('ortFp32')}, ` +
                   `mixed ${f('ortMixed')}, uniform ${f('ortUniform')}, x86-mixed ${f('ortX86')} ms`);
     }
   } finally {
@@ -207,17 +214,20 @@ const ratio = (a, b) => (a === null || b === null ? '-' : (a / b).toFixed(2));
 // Two tables: latencies (with the INT8 speedups over qdeploy FP32), then the
 // qdeploy/onnxruntime ratios on the same QDQ file.
 function table(results) {
-  const rows = ['| model | qdeploy FP32 ms | qdeploy INT8 mixed ms (speedup) | ' +
+  const rows = ['| model | qdeploy FP32 ms | qdeploy BF16 ms (speedup) | ' +
+                'qdeploy INT8 mixed ms (speedup) | ' +
                 'qdeploy INT8 uniform ms (speedup) | qdeploy x86-mixed ms (speedup) | ' +
+                'qdeploy x86-mixed + BF16 ms (speedup) | ' +
                 'onnxruntime FP32 ms | onnxruntime mixed ms | onnxruntime uniform ms | ' +
                 'onnxruntime x86-mixed ms |',
-                '|---|---:|---:|---:|---:|---:|---:|---:|---:|'];
+                '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
   for (const r of results) {
     const fp32 = fig(r, 'qdFp32');
     const int8 = (key) => ms(fig(r, key)) +
       (fp32 !== null && fig(r, key) !== null ? ` (${ratio(fp32, fig(r, key))}x)` : '');
-    rows.push(`| ${r.name} | ${ms(fp32)} | ${int8('qdMixed')} | ${int8('qdUniform')} | ` +
-              `${int8('qdX86')} | ${ms(fig(r, 'ortFp32'))} | ${ms(fig(r, 'ortMixed'))} | ` +
+    rows.push(`| ${r.name} | ${ms(fp32)} | ${int8('qdBf16')} | ${int8('qdMixed')} | ` +
+              `${int8('qdUniform')} | ${int8('qdX86')} | ${int8('qdX86Bf16')} | ` +
+              `${ms(fig(r, 'ortFp32'))} | ${ms(fig(r, 'ortMixed'))} | ` +
               `${ms(fig(r, 'ortUniform'))} | ${ms(fig(r, 'ortX86'))} |`);
   }
   rows.push('', '| model | mixed qdeploy/ort | uniform qdeploy/ort | x86-mixed qdeploy/ort |',
@@ -289,7 +299,8 @@ function details(results) {
     lines.push('', `#### ${r.name}`, '',
                `- round medians, ms (min–max): qdeploy FP32 ${rounds('qdFp32')}, ` +
                `mixed ${rounds('qdMixed')}, uniform ${rounds('qdUniform')}, x86-mixed ` +
-               `${rounds('qdX86')}; onnxruntime FP32 ${rounds('ortFp32')}, mixed ` +
+               `${rounds('qdX86')}, BF16 ${rounds('qdBf16')}, x86-mixed+BF16 ` +
+               `${rounds('qdX86Bf16')}; onnxruntime FP32 ${rounds('ortFp32')}, mixed ` +
                `${rounds('ortMixed')}, uniform ${rounds('ortUniform')}, x86-mixed ${rounds('ortX86')}`);
     for (const [what, key] of [['mixed', 'qdMixed'], ['uniform', 'qdUniform'],
                                ['x86-mixed', 'qdX86']]) {
@@ -330,7 +341,10 @@ function section(o, results, meta) {
       `${CALIB.dims.slice(1).join('x')} float32 inputs (\`--calib-batches ${CALIB.batches} ` +
       `--batch-size ${CALIB.batchSize}\`). The figures are latency only; accuracy is measured ` +
       'elsewhere.',
-    `- method: per model ${o.rounds} rounds of the eight rows, the order rotating by one row per ` +
+    '- BF16 rows: `qdeploy bench --high-precision bf16`: Conv/MatMul/Gemm that are not INT8 ' +
+      'compute in bfloat16 with float32 accumulation (AVX512-BF16), the CPU\'s counterpart of ' +
+      'TensorRT\'s FP16; on NAME.onnx (BF16) and on NAME.x86.onnx (x86-mixed + BF16).',
+    `- method: per model ${o.rounds} rounds of the ten rows, the order rotating by one row per ` +
       `round; each round ${o.warmup} warm-up + ${o.iters} timed runs on one uniform [-1, 1) input ` +
       '(qdeploy: one `qdeploy bench` process per round, INT8 kernels for the QDQ groups; ' +
       'onnxruntime: one session per file kept across rounds); a row\'s figure is the median of ' +
