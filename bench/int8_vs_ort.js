@@ -18,11 +18,12 @@
 // input values), `--calib-batches 2 --batch-size 4`. Such scales are good for
 // timing only; accuracy is measured elsewhere.
 //
-// Then R rounds of ten rows, the order rotating by one row per round: qdeploy on
+// Then R rounds of eleven rows, the order rotating by one row per round: qdeploy on
 // NAME.onnx, NAME.mixed.onnx, NAME.uniform.onnx and NAME.x86.onnx (one `qdeploy
 // bench` child process per round, as engine_vs_ort.js runs it), qdeploy on
-// NAME.onnx and NAME.x86.onnx with `--high-precision bf16` (what is not INT8
-// computes in bfloat16: the CPU's counterpart of TensorRT's FP16), and
+// NAME.onnx, NAME.uniform.onnx and NAME.x86.onnx with `--high-precision bf16`
+// (what is not INT8 computes in bfloat16: the CPU's counterpart of TensorRT's
+// FP16, the baseline of the benchmark page this project answers), and
 // onnxruntime on the four files (one session per file, kept across rounds). A row's figure
 // is the median of its round medians. The tables give the latencies with the INT8
 // speedups over qdeploy FP32, then the qdeploy/onnxruntime ratios on the same QDQ
@@ -57,6 +58,8 @@ const ROWS = [
   { key: 'qdX86', engine: 'qdeploy', variant: 'x86', label: 'qdeploy INT8 mixed (x86 target)' },
   { key: 'qdBf16', engine: 'qdeploy', variant: 'fp32', label: 'qdeploy BF16',
     extra: ['--high-precision', 'bf16'] },
+  { key: 'qdUniformBf16', engine: 'qdeploy', variant: 'uniform',
+    label: 'qdeploy INT8 uniform + BF16', extra: ['--high-precision', 'bf16'] },
   { key: 'qdX86Bf16', engine: 'qdeploy', variant: 'x86',
     label: 'qdeploy INT8 mixed (x86 target) + BF16', extra: ['--high-precision', 'bf16'] },
   { key: 'ortFp32', engine: 'ort', variant: 'fp32', label: 'onnxruntime FP32' },
@@ -167,8 +170,9 @@ async function benchModel(o, m) {
       const f = (key) => (line[key] === undefined ? '-' : line[key].toFixed(3));
       console.log(`${name} round ${round + 1}/${o.rounds} (${order[0].label} first): ` +
                   `qdeploy FP32 ${f('qdFp32')}, mixed ${f('qdMixed')}, uniform ${f('qdUniform')}, ` +
-                  `x86-mixed ${f('qdX86')}, BF16 ${f('qdBf16')}, x86-mixed+BF16 ` +
-                  `${f('qdX86Bf16')} ms; onnxruntime FP32 ${f('ortFp32')}, ` +
+                  `x86-mixed ${f('qdX86')}, BF16 ${f('qdBf16')}, uniform+BF16 ` +
+                  `${f('qdUniformBf16')}, x86-mixed+BF16 ${f('qdX86Bf16')} ms; ` +
+                  `onnxruntime FP32 ${f('ortFp32')}, ` +
                   `mixed ${f('ortMixed')}, uniform ${f('ortUniform')}, x86-mixed ${f('ortX86')} ms`);
     }
   } finally {
@@ -217,16 +221,19 @@ function table(results) {
   const rows = ['| model | qdeploy FP32 ms | qdeploy BF16 ms (speedup) | ' +
                 'qdeploy INT8 mixed ms (speedup) | ' +
                 'qdeploy INT8 uniform ms (speedup) | qdeploy x86-mixed ms (speedup) | ' +
-                'qdeploy x86-mixed + BF16 ms (speedup) | ' +
+                'qdeploy uniform + BF16 ms (speedup over BF16) | ' +
+                'qdeploy x86-mixed + BF16 ms (speedup over BF16) | ' +
                 'onnxruntime FP32 ms | onnxruntime mixed ms | onnxruntime uniform ms | ' +
                 'onnxruntime x86-mixed ms |',
-                '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
+                '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'];
   for (const r of results) {
     const fp32 = fig(r, 'qdFp32');
-    const int8 = (key) => ms(fig(r, key)) +
-      (fp32 !== null && fig(r, key) !== null ? ` (${ratio(fp32, fig(r, key))}x)` : '');
+    const over = (base, key) => ms(fig(r, key)) +
+      (base !== null && fig(r, key) !== null ? ` (${ratio(base, fig(r, key))}x)` : '');
+    const int8 = (key) => over(fp32, key), onBf16 = (key) => over(fig(r, 'qdBf16'), key);
     rows.push(`| ${r.name} | ${ms(fp32)} | ${int8('qdBf16')} | ${int8('qdMixed')} | ` +
-              `${int8('qdUniform')} | ${int8('qdX86')} | ${int8('qdX86Bf16')} | ` +
+              `${int8('qdUniform')} | ${int8('qdX86')} | ${onBf16('qdUniformBf16')} | ` +
+              `${onBf16('qdX86Bf16')} | ` +
               `${ms(fig(r, 'ortFp32'))} | ${ms(fig(r, 'ortMixed'))} | ` +
               `${ms(fig(r, 'ortUniform'))} | ${ms(fig(r, 'ortX86'))} |`);
   }
@@ -289,6 +296,10 @@ function goals(results) {
   x86 = true;
   mixedGoals('qdX86');
   for (const r of results) sameFile(r, 'mixed', 'qdX86', 'ortX86');
+  // As the benchmark page compares them: both over the 16-bit baseline.
+  for (const model of convnexts)
+    add(`${model}: qdeploy INT8 mixed + BF16 faster than uniform + BF16`, by.get(model),
+        faster('qdX86Bf16', 'qdUniformBf16', ''));
   return out;
 }
 
@@ -299,7 +310,8 @@ function details(results) {
     lines.push('', `#### ${r.name}`, '',
                `- round medians, ms (min–max): qdeploy FP32 ${rounds('qdFp32')}, ` +
                `mixed ${rounds('qdMixed')}, uniform ${rounds('qdUniform')}, x86-mixed ` +
-               `${rounds('qdX86')}, BF16 ${rounds('qdBf16')}, x86-mixed+BF16 ` +
+               `${rounds('qdX86')}, BF16 ${rounds('qdBf16')}, uniform+BF16 ` +
+               `${rounds('qdUniformBf16')}, x86-mixed+BF16 ` +
                `${rounds('qdX86Bf16')}; onnxruntime FP32 ${rounds('ortFp32')}, mixed ` +
                `${rounds('ortMixed')}, uniform ${rounds('ortUniform')}, x86-mixed ${rounds('ortX86')}`);
     for (const [what, key] of [['mixed', 'qdMixed'], ['uniform', 'qdUniform'],
@@ -343,8 +355,10 @@ function section(o, results, meta) {
       'elsewhere.',
     '- BF16 rows: `qdeploy bench --high-precision bf16`: Conv/MatMul/Gemm that are not INT8 ' +
       'compute in bfloat16 with float32 accumulation (AVX512-BF16), the CPU\'s counterpart of ' +
-      'TensorRT\'s FP16; on NAME.onnx (BF16) and on NAME.x86.onnx (x86-mixed + BF16).',
-    `- method: per model ${o.rounds} rounds of the ten rows, the order rotating by one row per ` +
+      'TensorRT\'s FP16 (depthwise convs stay float32: memory-bound); on NAME.onnx (BF16), ' +
+      'NAME.uniform.onnx (uniform + BF16) and NAME.x86.onnx (x86-mixed + BF16), whose speedups ' +
+      'are over qdeploy BF16, as the benchmark page\'s are over TensorRT FP16.',
+    `- method: per model ${o.rounds} rounds of the eleven rows, the order rotating by one row per ` +
       `round; each round ${o.warmup} warm-up + ${o.iters} timed runs on one uniform [-1, 1) input ` +
       '(qdeploy: one `qdeploy bench` process per round, INT8 kernels for the QDQ groups; ' +
       'onnxruntime: one session per file kept across rounds); a row\'s figure is the median of ' +

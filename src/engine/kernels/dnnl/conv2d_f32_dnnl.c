@@ -457,7 +457,10 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
     qd_dnnl_conv_policy policy = qd_dnnl_conv_policy_get();
     int internal = layout == QD_DNNL_NCHW && src_layout == QD_DNNL_NCHW &&
                    policy == QD_DNNL_CONV_CHANNELS_LAST;
-    if (a->bf16) {
+    /* Depthwise convs stay float32: memory-bound, bf16 would only add the
+     * conversion of their input. */
+    int depthwise = gm.group > 1 && gm.group == gm.ic;
+    if (a->bf16 && !depthwise) {
         /* bfloat16: the input is converted into a bf16 channels-last copy,
          * the weights are packed as bf16, and the conv accumulates in
          * float32 and writes float32, into the engine's buffer when that is
