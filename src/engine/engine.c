@@ -134,6 +134,37 @@ static void step_io_lists(qd_step *st)
         st->out_slot[o] = st->outputs[o] ? st->outputs[o]->id : -1;
 }
 
+/* Whether n's step may write a graph output: the layout plan then keeps
+ * its output channels-first, where oneDNN 2.6 takes zero points only in
+ * its reference kernel. Follows the chain the step may fuse. */
+static int may_write_graph_output(const qd_node *n)
+{
+    const qd_value *v = n->n_outputs ? n->outputs[0] : NULL;
+    for (int depth = 0; v && depth < 8; depth++) {
+        if (v->is_output)
+            return 1;
+        if (v->n_uses != 1)
+            return 0;
+        qd_op op = v->uses[0].node->op;
+        if (op != QD_OP_RELU && op != QD_OP_CLIP && op != QD_OP_ADD && op != QD_OP_GELU &&
+            op != QD_OP_SIGMOID && op != QD_OP_TANH && op != QD_OP_HARD_SWISH &&
+            op != QD_OP_QUANTIZE_LINEAR)
+            return 0;
+        v = v->uses[0].node->n_outputs ? v->uses[0].node->outputs[0] : NULL;
+    }
+    return 0;
+}
+
+/* 1 when oneDNN has a non-reference kernel for n's INT8 step with these
+ * zero points, in the activation layout the layout plan will give it
+ * (channels-last for 4-D convs not writing a graph output). */
+static int zero_points_fast(const qd_node *n, const qd_value *x_q, const qd_value *w_q,
+                            int src_zp, int dst_zp)
+{
+    int channels_last = n->op == QD_OP_CONV && x_q->rank == 4 && !may_write_graph_output(n);
+    return qd_dnnl_s8_zero_points_fast(n, x_q, w_q, src_zp, dst_zp, channels_last);
+}
+
 /* An INT8 step (see lower_qdq.h) reads the int8 tensors behind its
  * DequantizeLinear inputs, and writes the int8 output of the
  * QuantizeLinear that alone consumes its result when what it fuses
@@ -159,6 +190,8 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
         return;
     /* oneDNN sums a residual in dst's type: only into plain int8. */
     int plain_s8 = q->outputs[0]->dtype == QD_DT_INT8 && dst_zp == 0;
+    if (dst_zp && !st->quant.src_zp && !zero_points_fast(st->node, x_q, w_q, 0, 1))
+        return; /* a float output rather than oneDNN's reference kernel */
     /* Relu and an int8 residual commute with the scale: it folds into the
      * output scales. GELU and friends, or a bias Add (a MatMul's), compute
      * in real units before a final 1/dst_scale post-op. A full-shape Add
@@ -363,7 +396,8 @@ static qd_status plan_steps(qd_engine *e)
         }
         qd_value *x_q = NULL, *w_q = NULL;
         if (!e->opt.reference && !e->opt.unfused && !e->opt.qdq_as_written &&
-            qd_lower_anchor(n, &x_q, &w_q, &st->quant) && qd_dnnl_s8_supports(n, x_q, w_q)) {
+            qd_lower_anchor(n, &x_q, &w_q, &st->quant) && qd_dnnl_s8_supports(n, x_q, w_q) &&
+            zero_points_fast(n, x_q, w_q, st->quant.src_zp != 0, st->quant.src_zp != 0)) {
             st->impl = qd_dnnl_s8_impl(n);
             st->lowered = 1;
         } else if (!qd_engine_select_kernel(e, n, &st->impl)) {

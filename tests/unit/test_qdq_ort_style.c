@@ -187,6 +187,8 @@ typedef struct ort_case {
     float bias_err;  /* 1: the right bias scale */
     int bias_zp;     /* 0: as onnxruntime writes it */
     int want_int8;   /* expected int8 steps */
+    int64_t group;   /* 0 or 1: dense; c: depthwise */
+    int xzp;         /* the activation's zero point when not 0 (int8) */
 } ort_case;
 
 static void run_ort_case(const ort_case *oc)
@@ -196,7 +198,7 @@ static void run_ort_case(const ort_case *oc)
     int64_t xd[4] = {1, oc->c, oc->hw, oc->hw}, xg[2] = {3, oc->c};
     qd_value *x = oc->gemm ? input(g, "x", QD_DT_FLOAT, 2, xg) : input(g, "x", QD_DT_FLOAT, 4, xd);
     float sx = 0.0123f;
-    int zx = oc->act == QD_DT_UINT8 ? 100 : 0;
+    int zx = oc->xzp ? oc->xzp : oc->act == QD_DT_UINT8 ? 100 : 0;
     qd_value *xq = qdq(g, x, sx, oc->act, zx);
     float *sw = malloc((size_t)oc->o * sizeof *sw);
     qd_value *y;
@@ -207,13 +209,15 @@ static void run_ort_case(const ort_case *oc)
         y = node1(g, "Gemm", in, 3);
         qd_node_set_attr_int(y->producer, "transB", 1);
     } else {
-        int64_t wd[4] = {oc->o, oc->c, oc->k, oc->k};
+        int64_t group = oc->group > 1 ? oc->group : 1;
+        int64_t wd[4] = {oc->o, oc->c / group, oc->k, oc->k};
         qd_value *in[3] = {xq, weight_dq(g, 4, wd, 0, sw), NULL};
         in[2] = bias_dq(g, oc->o, sx, sw, oc->bias_err, oc->bias_zp);
         y = node1(g, "Conv", in, 3);
         int64_t pads[4] = {oc->pad, oc->pad, oc->pad, oc->pad}, st[2] = {oc->stride, oc->stride};
         qd_node_set_attr_ints(y->producer, "pads", pads, 4);
         qd_node_set_attr_ints(y->producer, "strides", st, 2);
+        qd_node_set_attr_int(y->producer, "group", group);
     }
     free(sw);
     if (oc->relu)
@@ -231,8 +235,9 @@ static void run_ort_case(const ort_case *oc)
     float *fast = run(g, 0, data, &i8, &rq);
     float *ref = run(g, 1, data, &i8_ref, &rq_ref);
     char what[200];
-    snprintf(what, sizeof what, "%s c%lld o%lld hw%lld k%lld s%lld p%lld %s relu%d rq%d bias*%g zp%d",
-             oc->gemm ? "gemm" : "conv", (long long)oc->c, (long long)oc->o, (long long)oc->hw,
+    snprintf(what, sizeof what,
+             "%s c%lld o%lld g%lld hw%lld k%lld s%lld p%lld %s relu%d rq%d bias*%g zp%d",
+             oc->gemm ? "gemm" : "conv", (long long)oc->c, (long long)oc->group, (long long)oc->o, (long long)oc->hw,
              (long long)oc->k, (long long)oc->stride, (long long)oc->pad,
              oc->act == QD_DT_UINT8 ? "u8" : "s8", oc->relu, oc->requant, oc->bias_err,
              oc->bias_zp);
@@ -251,27 +256,32 @@ static void test_int32_bias(void **state)
 {
     (void)state;
     const ort_case cases[] = {
-        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.0f, 0, 1},
-        {16, 8, 8, 1, 2, 0, QD_DT_INT8, 1, 1, 0, 1.0f, 0, 1},
-        {5, 12, 7, 3, 2, 1, QD_DT_INT8, 0, 0, 0, 1.0f, 0, 1},
-        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 0, 1, 1, 1.0f, 0, 1},
-        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 1, 0, 1, 1.0f, 0, 1},
+        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.0f, 0, 1, 0, 0},
+        {16, 8, 8, 1, 2, 0, QD_DT_INT8, 1, 1, 0, 1.0f, 0, 1, 0, 0},
+        {5, 12, 7, 3, 2, 1, QD_DT_INT8, 0, 0, 0, 1.0f, 0, 1, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 0, 1, 1, 1.0f, 0, 1, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 1, 0, 1, 1.0f, 0, 1, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         run_ort_case(&cases[i]);
 }
 
-/* Item 2: uint8 activations with zero points, in (and out). */
+/* Item 2: uint8 (and int8) activations with zero points, in (and out). */
 static void test_uint8_zero_points(void **state)
 {
     (void)state;
     const ort_case cases[] = {
-        {8, 16, 9, 3, 1, 1, QD_DT_UINT8, 0, 1, 0, 1.0f, 0, 1},
-        {16, 24, 10, 3, 2, 1, QD_DT_UINT8, 1, 1, 0, 1.0f, 0, 1},
-        {16, 8, 8, 1, 1, 0, QD_DT_UINT8, 0, 0, 0, 1.0f, 0, 1},
-        {3, 16, 12, 3, 1, 1, QD_DT_UINT8, 1, 0, 0, 1.0f, 0, 1},
-        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 0, 1, 1, 1.0f, 0, 1},
-        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 1, 0, 1, 1.0f, 0, 1},
+        {8, 16, 9, 3, 1, 1, QD_DT_UINT8, 0, 1, 0, 1.0f, 0, 1, 0, 0},
+        {16, 24, 10, 3, 2, 1, QD_DT_UINT8, 1, 1, 0, 1.0f, 0, 1, 0, 0},
+        {16, 8, 8, 1, 1, 0, QD_DT_UINT8, 0, 0, 0, 1.0f, 0, 1, 0, 0},
+        {3, 16, 12, 3, 1, 1, QD_DT_UINT8, 1, 0, 0, 1.0f, 0, 1, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 0, 1, 1, 1.0f, 0, 1, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 1, 0, 1, 1.0f, 0, 1, 0, 0},
+        {16, 16, 10, 3, 1, 1, QD_DT_UINT8, 1, 1, 0, 1.0f, 0, 1, 16, 0},
+        {32, 32, 9, 3, 2, 1, QD_DT_UINT8, 0, 1, 0, 1.0f, 0, 1, 8, 0},
+        /* int8 activations with a zero point (onnxruntime's asymmetric QInt8) */
+        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 1, 1, 0, 1.0f, 0, 1, 0, -20},
+        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 0, 1, 1, 1.0f, 0, 1, 0, 17},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         run_ort_case(&cases[i]);
@@ -283,10 +293,10 @@ static void test_bias_not_lowered(void **state)
 {
     (void)state;
     const ort_case cases[] = {
-        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.01f, 0, 0},
-        {8, 16, 9, 3, 1, 1, QD_DT_UINT8, 0, 1, 0, 0.5f, 0, 0},
-        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.0f, 3, 0},
-        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 0, 1, 1, 1.001f, 0, 0},
+        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.01f, 0, 0, 0, 0},
+        {8, 16, 9, 3, 1, 1, QD_DT_UINT8, 0, 1, 0, 0.5f, 0, 0, 0, 0},
+        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.0f, 3, 0, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 0, 1, 1, 1.001f, 0, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         run_ort_case(&cases[i]);

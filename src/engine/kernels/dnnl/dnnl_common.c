@@ -779,6 +779,107 @@ int qd_dnnl_s8_supports(const qd_node *n, const qd_value *x, const qd_value *w)
     return 0;
 }
 
+/* The tag the INT8 conv gives an activation (conv2d_s8_dnnl.c act_tag):
+ * channels-last when so laid out, or when both layouts are the same bytes. */
+static dnnl_format_tag_t s8_act_tag(int rank, const int64_t *dims, int channels_last)
+{
+    int64_t spatial = 1;
+    for (int i = 2; i < rank; i++)
+        spatial *= dims[i];
+    int cl = channels_last || spatial == 1 || dims[1] == 1;
+    return qd_dnnl_act_tag(cl ? QD_DNNL_NHWC : QD_DNNL_NCHW, rank);
+}
+
+int qd_dnnl_s8_zero_points_fast(const qd_node *n, const qd_value *x, const qd_value *w,
+                                int src_zp, int dst_zp, int channels_last)
+{
+    const qd_value *y = n->n_outputs > 0 ? n->outputs[0] : NULL;
+    dnnl_engine_t eng;
+    if (!src_zp && !dst_zp)
+        return 1;
+    if (!y || !w->konst || qd_dnnl_get(NULL, n, &eng, NULL) != QD_OK)
+        return 0;
+    dnnl_data_type_t xt = x->dtype == QD_DT_UINT8 ? dnnl_u8 : dnnl_s8;
+    dnnl_memory_desc_t src_md, wei_md, dst_md, bias_md;
+    dnnl_convolution_desc_t cd;
+    dnnl_matmul_desc_t md;
+    const void *op_desc;
+    int64_t oc;
+    if (n->op == QD_OP_CONV) {
+        qd_dnnl_conv_geom gm;
+        char err[200];
+        int r = x->rank;
+        if (qd_dnnl_conv_read_geom(n, r, x->dims, w->dims, y->dims, &gm, err, sizeof err) != 0)
+            return 0;
+        dnnl_dims_t xd, yd, wd, strides, dil, pl, pr, bd = {gm.oc};
+        int wr = gm.group > 1 ? r + 1 : r;
+        for (int i = 0; i < r; i++) {
+            xd[i] = x->dims[i];
+            yd[i] = y->dims[i];
+        }
+        wd[0] = gm.group;
+        wd[gm.group > 1] = gm.oc / gm.group;
+        wd[(gm.group > 1) + 1] = gm.ic / gm.group;
+        for (int i = 0; i < gm.k; i++) {
+            wd[(gm.group > 1) + 2 + i] = gm.kernel[i];
+            strides[i] = gm.stride[i];
+            dil[i] = gm.dil[i] - 1;
+            pl[i] = gm.pl[i];
+            pr[i] = gm.pr[i];
+        }
+        if (dnnl_memory_desc_init_by_tag(&src_md, r, xd, xt,
+                                         s8_act_tag(r, x->dims, channels_last)) ||
+            dnnl_memory_desc_init_by_tag(&dst_md, r, yd, dnnl_u8,
+                                         s8_act_tag(r, y->dims, channels_last)) ||
+            dnnl_memory_desc_init_by_tag(&wei_md, wr, wd, dnnl_s8, dnnl_format_tag_any) ||
+            dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a) ||
+            dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                       dnnl_convolution_direct, &src_md, &wei_md,
+                                                       &bias_md, &dst_md, strides, dil, pl, pr))
+            return 0;
+        op_desc = &cd;
+        oc = gm.oc;
+    } else {
+        int tb = n->op == QD_OP_GEMM && gemm_trans_b(n);
+        if (w->rank != 2 || x->rank < 1)
+            return 0;
+        int64_t k = w->dims[tb ? 1 : 0];
+        oc = w->dims[tb ? 0 : 1];
+        dnnl_dims_t sd = {qd_value_numel(x) / (k ? k : 1), k}, wd = {k, oc}, dd = {sd[0], oc},
+                    bd = {1, oc};
+        if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, xt, dnnl_ab) ||
+            dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_u8, dnnl_ab) ||
+            dnnl_memory_desc_init_by_tag(&wei_md, 2, wd, dnnl_s8, dnnl_format_tag_any) ||
+            dnnl_memory_desc_init_by_tag(&bias_md, 2, bd, dnnl_f32, dnnl_ab) ||
+            dnnl_matmul_desc_init(&md, &src_md, &wei_md, &bias_md, &dst_md))
+            return 0;
+        op_desc = &md;
+    }
+    /* Per-channel output scales and the zero points, as the kernel asks. */
+    float *scales = qd_malloc((size_t)oc * sizeof *scales);
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    const int32_t rt = DNNL_RUNTIME_S32_VAL;
+    int fast = 0;
+    if (scales && dnnl_primitive_attr_create(&attr) == dnnl_success) {
+        for (int64_t i = 0; i < oc; i++)
+            scales[i] = 1.0f;
+        if (dnnl_primitive_attr_set_output_scales(attr, oc, 1 << 1, scales) == dnnl_success &&
+            (!src_zp || dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt) ==
+                            dnnl_success) &&
+            (!dst_zp || dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &rt) ==
+                            dnnl_success) &&
+            dnnl_primitive_desc_create(&pd, op_desc, attr, eng, NULL) == dnnl_success)
+            fast = strncmp(qd_dnnl_impl_name(pd), "ref", 3) != 0;
+    }
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    qd_free(scales);
+    return fast;
+}
+
 qd_kernel_impl qd_dnnl_s8_impl(const qd_node *n)
 {
     return n->op == QD_OP_CONV ? qd_dnnl_conv_s8_impl() : qd_dnnl_matmul_s8_impl();
