@@ -72,10 +72,10 @@ typedef struct tc {
 
 static int g_guard_flip;
 
-static qd_tensor *guarded(tc *c, int rank, const int64_t *dims)
+static qd_tensor *guarded_typed(tc *c, qd_dtype dt, int rank, const int64_t *dims)
 {
     const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    const size_t n = (size_t)qd_numel(rank, dims) * sizeof(float);
+    const size_t n = (size_t)qd_numel(rank, dims) * qd_dtype_size(dt);
     const size_t body = (n + pg - 1) / pg * pg;
     const size_t len = body + 2 * pg;
     assert_true(c->nbufs < MAXBUF);
@@ -84,10 +84,15 @@ static qd_tensor *guarded(tc *c, int rank, const int64_t *dims)
     assert_int_equal(mprotect(base, pg, PROT_NONE), 0);
     assert_int_equal(mprotect(base + pg + body, pg, PROT_NONE), 0);
     char *data = (g_guard_flip++ & 1) ? base + pg : base + pg + body - n;
-    qd_tensor *t = qd_tensor_wrap(QD_DT_FLOAT, rank, dims, data, 0);
+    qd_tensor *t = qd_tensor_wrap(dt, rank, dims, data, 0);
     assert_non_null(t);
     c->bufs[c->nbufs++] = (gbuf){base, len};
     return t;
+}
+
+static qd_tensor *guarded(tc *c, int rank, const int64_t *dims)
+{
+    return guarded_typed(c, QD_DT_FLOAT, rank, dims);
 }
 
 static tc *tc_new(const char *op, int64_t opset, int nin)
@@ -679,20 +684,41 @@ static void test_binary(void **state)
 
 /* ---- Transpose ---- */
 
+/* Float32, and the same shape in int8 (INT8 plans transpose quantized
+ * tensors: passes/propagate_quantize.c), both bitwise. */
 static void transpose_case(int rank, const int64_t *dims, const int64_t *perm)
 {
-    tc *c = tc_new("Transpose", 13, 1);
-    tc_input(c, 0, rank, dims, -100, 100);
     int64_t od[QD_MAX_RANK];
     for (int i = 0; i < rank; i++)
         od[i] = dims[perm ? perm[i] : rank - 1 - i];
-    if (perm)
-        assert_int_equal(qd_node_set_attr_ints(c->n, "perm", perm, (size_t)rank), 0);
-    tc_output(c, rank, od);
-    assert_int_equal(qd_x86_supports(c->n), rank >= 2 && rank <= 6);
-    tc_run(c);
-    expect_exact(c->got, c->want, "Transpose");
-    tc_free(c);
+    for (int s8 = 0; s8 < 2; s8++) {
+        tc *c = tc_new("Transpose", 13, 1);
+        if (!s8) {
+            tc_input(c, 0, rank, dims, -100, 100);
+            tc_output(c, rank, od);
+        } else {
+            qd_tensor *x = guarded_typed(c, QD_DT_INT8, rank, dims);
+            int8_t *p = x->data;
+            for (int64_t k = 0; k < qd_numel(rank, dims); k++)
+                p[k] = (int8_t)rnd_int(-128, 127);
+            qd_value_set_shape(c->iv[0], QD_DT_INT8, rank, dims);
+            c->in[0] = x;
+            qd_value_set_shape(c->ov, QD_DT_INT8, rank, od);
+            c->want = qd_tensor_new(QD_DT_INT8, rank, od);
+            c->got = guarded_typed(c, QD_DT_INT8, rank, od);
+            memset(c->want->data, 0x7f, c->want->nbytes);
+            memset(c->got->data, 0x7d, c->got->nbytes);
+        }
+        if (perm)
+            assert_int_equal(qd_node_set_attr_ints(c->n, "perm", perm, (size_t)rank), 0);
+        assert_int_equal(qd_x86_supports(c->n), rank >= 2 && rank <= 6);
+        tc_run(c);
+        if (s8)
+            assert_memory_equal(c->got->data, c->want->data, c->want->nbytes);
+        else
+            expect_exact(c->got, c->want, "Transpose");
+        tc_free(c);
+    }
 }
 
 static void test_transpose(void **state)

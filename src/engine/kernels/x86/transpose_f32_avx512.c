@@ -1,4 +1,4 @@
-/* Transpose of float32 tensors on AVX-512.
+/* Transpose of float32 and 8-bit (int8/uint8: INT8 plans) tensors on AVX-512.
  *
  * The permutation is reduced first: output dims of 1 dropped, output dims
  * that stay adjacent in the input merged. Then either
@@ -9,7 +9,8 @@
  *     transpose, done in 16x16 register blocks (masked at the edges)
  *     ((0, 2, 3, 1) NCHW->NHWC, (0, 3, 1, 2), (1, 0), (0, 2, 1)).
  * Work items are (outer index, TR_ROWS rows of P, TR_COLS columns of
- * last), one contiguous run of items per thread. Bitwise copies. */
+ * last), one contiguous run of items per thread. Bitwise copies; 8-bit
+ * planes are transposed by a plain loop over the same blocks. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -26,8 +27,9 @@
 #endif
 
 typedef struct tr_ctx {
-    const float *x;
-    float *y;
+    const char *x;
+    char *y;
+    size_t esize; /* bytes per element: 4 or 1 */
     /* outer dims (all but P and the last, in output order) */
     int n_outer;
     int64_t odims[QD_MAX_RANK], ist[QD_MAX_RANK], ost[QD_MAX_RANK];
@@ -88,6 +90,15 @@ static inline __attribute__((always_inline)) QD_X86_AVX512 void tr_block(const f
         _mm512_mask_storeu_ps(dst + i * dld, mj, r[i]);
 }
 
+/* The same for bytes, scalar: 8-bit tensors are small next to the INT8
+ * kernels around them. */
+static void tr_block_u8(const uint8_t *src, int64_t sld, uint8_t *dst, int64_t dld, int ni, int nj)
+{
+    for (int i = 0; i < ni; i++)
+        for (int j = 0; j < nj; j++)
+            dst[i * dld + j] = src[i + j * sld];
+}
+
 /* Offsets of outer index o in the input and the output. */
 static void outer_offsets(const tr_ctx *c, int64_t o, int64_t *si, int64_t *so)
 {
@@ -115,11 +126,12 @@ static QD_X86_AVX512 void tr_range(void *p, int64_t b, int64_t e)
             rem /= c->odims[d];
             si += idx[d] * c->ist[d];
         }
-        float *dst = c->y + b * L;
-        for (int64_t o = b; o < e; o++, dst += L) {
+        const size_t row = (size_t)L * c->esize;
+        char *dst = c->y + (size_t)b * row;
+        for (int64_t o = b; o < e; o++, dst += row) {
             /* glibc's memcpy measured faster than an inline zmm loop here,
              * even for ViT's 64-float rows */
-            memcpy(dst, c->x + si, (size_t)L * sizeof(float));
+            memcpy(dst, c->x + (size_t)si * c->esize, row);
             for (int d = c->n_outer - 1; d >= 0; d--) {
                 si += c->ist[d];
                 if (++idx[d] < c->odims[d])
@@ -138,14 +150,17 @@ static QD_X86_AVX512 void tr_range(void *p, int64_t b, int64_t e)
         const int64_t je = jb + TR_COLS < c->L ? jb + TR_COLS : c->L;
         int64_t si, so;
         outer_offsets(c, o, &si, &so);
-        const float *src = c->x + si;
-        float *dst = c->y + so;
         for (int64_t j0 = jb; j0 < je; j0 += 16) {
             const int nj = (int)(je - j0 < 16 ? je - j0 : 16);
             for (int64_t i0 = ib; i0 < ie; i0 += 16) {
                 const int ni = (int)(ie - i0 < 16 ? ie - i0 : 16);
-                tr_block(src + i0 + j0 * c->src_ld, c->src_ld, dst + i0 * c->dst_ld + j0,
-                         c->dst_ld, ni, nj);
+                const int64_t sof = si + i0 + j0 * c->src_ld, dof = so + i0 * c->dst_ld + j0;
+                if (c->esize == 4)
+                    tr_block((const float *)c->x + sof, c->src_ld, (float *)c->y + dof, c->dst_ld,
+                             ni, nj);
+                else
+                    tr_block_u8((const uint8_t *)c->x + sof, c->src_ld, (uint8_t *)c->y + dof,
+                                c->dst_ld, ni, nj);
             }
         }
     }
@@ -170,11 +185,24 @@ static int read_perm(const qd_node *n, int r, int *perm)
     return 1;
 }
 
+/* float32, or 8 bits (a Q moved above the Transpose, see
+ * passes/propagate_quantize.c) */
+static int elem_ok(qd_dtype t)
+{
+    return t == QD_DT_FLOAT || t == QD_DT_INT8 || t == QD_DT_UINT8;
+}
+
 int qd_x86_transpose_supports(const qd_node *n)
 {
-    if (n->op != QD_OP_TRANSPOSE || n->n_inputs != 1 || !qd_x86_unary_shapes_ok(n, 1))
+    if (n->op != QD_OP_TRANSPOSE || n->n_inputs != 1 || n->n_outputs < 1 || !n->outputs[0])
         return 0;
+    for (int i = 1; i < n->n_outputs; i++)
+        if (n->outputs[i])
+            return 0;
     const qd_value *x = n->inputs[0], *y = n->outputs[0];
+    if (!x || !qd_value_shape_known(x) || !qd_value_shape_known(y) || !elem_ok(x->dtype) ||
+        y->dtype != x->dtype)
+        return 0;
     int perm[QD_MAX_RANK];
     if (x->rank < 2 || x->rank > 6 || y->rank != x->rank || !read_perm(n, x->rank, perm))
         return 0;
@@ -190,9 +218,9 @@ qd_status qd_x86_transpose(const qd_kernel_args *a)
     const qd_tensor *X = qd_nn_in(a, 0);
     qd_tensor *Y = qd_nn_out(a, 0);
     int perm[QD_MAX_RANK];
-    if (!qd_x86_cpu_avx512() || !qd_x86_tensor_f32(X) || !qd_x86_tensor_f32(Y) ||
-        X->rank < 1 || Y->rank != X->rank || !read_perm(a->node, X->rank, perm) ||
-        X->data == Y->data)
+    if (!qd_x86_cpu_avx512() || !X || !Y || !X->data || !Y->data || !elem_ok(X->dtype) ||
+        Y->dtype != X->dtype || X->rank < 1 || Y->rank != X->rank ||
+        !read_perm(a->node, X->rank, perm) || X->data == Y->data)
         return qd_ref_transpose(a);
     const int r = X->rank;
     for (int i = 0; i < r; i++)
@@ -223,7 +251,7 @@ qd_status qd_x86_transpose(const qd_kernel_args *a)
         }
     }
     if (k == 0 || (k == 1 && st[0] == 1)) { /* a copy */
-        memcpy(Y->data, X->data, (size_t)numel * sizeof(float));
+        memcpy(Y->data, X->data, (size_t)numel * qd_dtype_size(X->dtype));
         return QD_OK;
     }
     int64_t ost[QD_MAX_RANK];
@@ -236,6 +264,7 @@ qd_status qd_x86_transpose(const qd_kernel_args *a)
     memset(&c, 0, sizeof c);
     c.x = X->data;
     c.y = Y->data;
+    c.esize = qd_dtype_size(X->dtype);
     c.L = dims[k - 1];
     int p = -1;
     if (st[k - 1] != 1) {
