@@ -159,10 +159,10 @@ static int may_write_graph_output(const qd_node *n)
  * zero points, in the activation layout the layout plan will give it
  * (channels-last for 4-D convs not writing a graph output). */
 static int zero_points_fast(const qd_node *n, const qd_value *x_q, const qd_value *w_q,
-                            int src_zp, int dst_zp)
+                            int src_zp, int dst_zp, int sum_zp)
 {
     int channels_last = n->op == QD_OP_CONV && x_q->rank == 4 && !may_write_graph_output(n);
-    return qd_dnnl_s8_zero_points_fast(n, x_q, w_q, src_zp, dst_zp, channels_last);
+    return qd_dnnl_s8_zero_points_fast(n, x_q, w_q, src_zp, dst_zp, sum_zp, channels_last);
 }
 
 /* An INT8 step (see lower_qdq.h) reads the int8 tensors behind its
@@ -188,15 +188,15 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
                                     : NULL;
     if (!q || taken[q->id])
         return;
-    /* oneDNN sums a residual in dst's type: only into plain int8. */
-    int plain_s8 = q->outputs[0]->dtype == QD_DT_INT8 && dst_zp == 0;
-    if (dst_zp && !st->quant.src_zp && !zero_points_fast(st->node, x_q, w_q, 0, 1))
-        return; /* a float output rather than oneDNN's reference kernel */
     /* Relu and an int8 residual commute with the scale: it folds into the
      * output scales. GELU and friends, or a bias Add (a MatMul's), compute
      * in real units before a final 1/dst_scale post-op. A full-shape Add
-     * must be an int8 residual (oneDNN sums in dst's type). */
-    int post_op = 0, extra = st->node->n_inputs, n_residual = 0;
+     * must be an 8-bit residual (oneDNN sums it in dst's units, minus its
+     * zero point). */
+    int post_op = 0, extra = st->node->n_inputs, n_residual = 0, r_at = -1;
+    qd_value *r_q = NULL;
+    float residual_scale = 0.0f;
+    int32_t residual_zp = 0;
     const qd_value *y = st->outputs[0];
     for (int f = 0; f < st->n_fused; f++) {
         qd_op op = st->fused[f]->op;
@@ -204,14 +204,11 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
             if (extra >= st->n_inputs || !st->inputs[extra])
                 return;
             const qd_value *r = st->inputs[extra];
-            float residual_scale;
             if (r->rank == y->rank && !memcmp(r->dims, y->dims, (size_t)y->rank * 8)) {
-                qd_value *r_q = qd_lower_dq_source(r, &residual_scale);
-                if (!r_q || n_residual++ || !plain_s8)
+                r_q = qd_lower_dq_source_zp(r, &residual_scale, &residual_zp);
+                if (!r_q || n_residual++)
                     return;
-                st->inputs[extra] = r_q;
-                st->in_slot[extra] = r_q->id;
-                st->quant.residual_scale = residual_scale;
+                r_at = extra;
             } else {
                 post_op = 1; /* a per-channel operand, in real units */
             }
@@ -222,6 +219,17 @@ static void finish_lowering(qd_step *st, qd_value *x_q, qd_value *w_q, unsigned 
         } else if (op != QD_OP_RELU) {
             return;
         }
+    }
+    /* Zero points oneDNN takes only in its reference kernel here: a float
+     * output instead. */
+    if ((dst_zp || residual_zp) &&
+        !zero_points_fast(st->node, x_q, w_q, st->quant.src_zp != 0, dst_zp != 0, residual_zp != 0))
+        return;
+    if (r_q) {
+        st->inputs[r_at] = r_q;
+        st->in_slot[r_at] = r_q->id;
+        st->quant.residual_scale = residual_scale;
+        st->quant.residual_zp = residual_zp;
     }
     st->quant.requant_post_op = post_op;
     st->quant.dst_scale = dst_scale;
@@ -397,7 +405,7 @@ static qd_status plan_steps(qd_engine *e)
         qd_value *x_q = NULL, *w_q = NULL;
         if (!e->opt.reference && !e->opt.unfused && !e->opt.qdq_as_written &&
             qd_lower_anchor(n, &x_q, &w_q, &st->quant) && qd_dnnl_s8_supports(n, x_q, w_q) &&
-            zero_points_fast(n, x_q, w_q, st->quant.src_zp != 0, st->quant.src_zp != 0)) {
+            zero_points_fast(n, x_q, w_q, st->quant.src_zp != 0, 0, 0)) {
             st->impl = qd_dnnl_s8_impl(n);
             st->lowered = 1;
         } else if (!qd_engine_select_kernel(e, n, &st->impl)) {

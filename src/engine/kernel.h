@@ -27,6 +27,7 @@ typedef struct qd_quant_params {
      * dst_scale, of outputs[0] (uint8 or int8): onnxruntime's asymmetric
      * activations. A bias (inputs[2]) of int32 is in accumulator units. */
     int32_t src_zp, dst_zp;
+    int32_t residual_zp; /* of the 8-bit residual at residual_scale */
 } qd_quant_params;
 
 typedef struct qd_kernel_args {

@@ -11,7 +11,8 @@
  *    kernel writes that Q's int8 output itself (requantization: the
  *    next layer's input), else it writes float;
  *  - with a requantized output, a residual operand that is itself
- *    DQ(int8) is read as int8 (oneDNN's `sum` in the destination's type).
+ *    DQ(int8 or uint8, zero point) is read as such (oneDNN's `sum`, minus
+ *    the residual's zero point).
  * onnxruntime's form is lowered too: uint8 (or int8) activations with a
  * zero point on the input and on the requantized output (oneDNN zero
  * points), and a bias DQ(int32, s_x * s_w[c]) added to the accumulator as

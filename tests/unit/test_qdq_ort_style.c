@@ -189,6 +189,7 @@ typedef struct ort_case {
     int want_int8;   /* expected int8 steps */
     int64_t group;   /* 0 or 1: dense; c: depthwise */
     int xzp;         /* the activation's zero point when not 0 (int8) */
+    qd_dtype res;    /* a residual Add of x as this 8-bit type (o == c, same shape) */
 } ort_case;
 
 static void run_ort_case(const ort_case *oc)
@@ -220,6 +221,10 @@ static void run_ort_case(const ort_case *oc)
         qd_node_set_attr_int(y->producer, "group", group);
     }
     free(sw);
+    if (oc->res) {
+        qd_value *a[2] = {y, qdq(g, x, 0.017f, oc->res, oc->res == QD_DT_UINT8 ? 90 : -9)};
+        y = node1(g, "Add", a, 2);
+    }
     if (oc->relu)
         y = node1(g, "Relu", &y, 1);
     float step = 0.0f;
@@ -236,11 +241,12 @@ static void run_ort_case(const ort_case *oc)
     float *ref = run(g, 1, data, &i8_ref, &rq_ref);
     char what[200];
     snprintf(what, sizeof what,
-             "%s c%lld o%lld g%lld hw%lld k%lld s%lld p%lld %s relu%d rq%d bias*%g zp%d",
-             oc->gemm ? "gemm" : "conv", (long long)oc->c, (long long)oc->group, (long long)oc->o, (long long)oc->hw,
+             "%s c%lld o%lld g%lld hw%lld k%lld s%lld p%lld %s relu%d rq%d bias*%g zp%d res%d",
+             oc->gemm ? "gemm" : "conv", (long long)oc->c, (long long)oc->o, (long long)oc->group,
+             (long long)oc->hw,
              (long long)oc->k, (long long)oc->stride, (long long)oc->pad,
              oc->act == QD_DT_UINT8 ? "u8" : "s8", oc->relu, oc->requant, oc->bias_err,
-             oc->bias_zp);
+             oc->bias_zp, (int)oc->res);
     if (i8 != oc->want_int8 || i8_ref != 0)
         fail_msg("%s: %d INT8 steps (as written %d), want %d", what, i8, i8_ref, oc->want_int8);
     assert_int_equal(rq, oc->want_int8 && oc->requant ? 1 : 0);
@@ -256,11 +262,11 @@ static void test_int32_bias(void **state)
 {
     (void)state;
     const ort_case cases[] = {
-        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.0f, 0, 1, 0, 0},
-        {16, 8, 8, 1, 2, 0, QD_DT_INT8, 1, 1, 0, 1.0f, 0, 1, 0, 0},
-        {5, 12, 7, 3, 2, 1, QD_DT_INT8, 0, 0, 0, 1.0f, 0, 1, 0, 0},
-        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 0, 1, 1, 1.0f, 0, 1, 0, 0},
-        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 1, 0, 1, 1.0f, 0, 1, 0, 0},
+        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.0f, 0, 1, 0, 0, 0},
+        {16, 8, 8, 1, 2, 0, QD_DT_INT8, 1, 1, 0, 1.0f, 0, 1, 0, 0, 0},
+        {5, 12, 7, 3, 2, 1, QD_DT_INT8, 0, 0, 0, 1.0f, 0, 1, 0, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 0, 1, 1, 1.0f, 0, 1, 0, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 1, 0, 1, 1.0f, 0, 1, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         run_ort_case(&cases[i]);
@@ -271,17 +277,22 @@ static void test_uint8_zero_points(void **state)
 {
     (void)state;
     const ort_case cases[] = {
-        {8, 16, 9, 3, 1, 1, QD_DT_UINT8, 0, 1, 0, 1.0f, 0, 1, 0, 0},
-        {16, 24, 10, 3, 2, 1, QD_DT_UINT8, 1, 1, 0, 1.0f, 0, 1, 0, 0},
-        {16, 8, 8, 1, 1, 0, QD_DT_UINT8, 0, 0, 0, 1.0f, 0, 1, 0, 0},
-        {3, 16, 12, 3, 1, 1, QD_DT_UINT8, 1, 0, 0, 1.0f, 0, 1, 0, 0},
-        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 0, 1, 1, 1.0f, 0, 1, 0, 0},
-        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 1, 0, 1, 1.0f, 0, 1, 0, 0},
-        {16, 16, 10, 3, 1, 1, QD_DT_UINT8, 1, 1, 0, 1.0f, 0, 1, 16, 0},
-        {32, 32, 9, 3, 2, 1, QD_DT_UINT8, 0, 1, 0, 1.0f, 0, 1, 8, 0},
+        {8, 16, 9, 3, 1, 1, QD_DT_UINT8, 0, 1, 0, 1.0f, 0, 1, 0, 0, 0},
+        {16, 24, 10, 3, 2, 1, QD_DT_UINT8, 1, 1, 0, 1.0f, 0, 1, 0, 0, 0},
+        {16, 8, 8, 1, 1, 0, QD_DT_UINT8, 0, 0, 0, 1.0f, 0, 1, 0, 0, 0},
+        {3, 16, 12, 3, 1, 1, QD_DT_UINT8, 1, 0, 0, 1.0f, 0, 1, 0, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 0, 1, 1, 1.0f, 0, 1, 0, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 1, 0, 1, 1.0f, 0, 1, 0, 0, 0},
+        {16, 16, 10, 3, 1, 1, QD_DT_UINT8, 1, 1, 0, 1.0f, 0, 1, 16, 0, 0},
+        {32, 32, 9, 3, 2, 1, QD_DT_UINT8, 0, 1, 0, 1.0f, 0, 1, 8, 0, 0},
         /* int8 activations with a zero point (onnxruntime's asymmetric QInt8) */
-        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 1, 1, 0, 1.0f, 0, 1, 0, -20},
-        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 0, 1, 1, 1.0f, 0, 1, 0, 17},
+        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 1, 1, 0, 1.0f, 0, 1, 0, -20, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_INT8, 0, 1, 1, 1.0f, 0, 1, 0, 17, 0},
+        /* residual Adds of 8-bit operands with zero points (ResNet blocks) */
+        {16, 16, 10, 3, 1, 1, QD_DT_UINT8, 1, 1, 0, 1.0f, 0, 1, 0, 0, QD_DT_UINT8},
+        {16, 16, 10, 1, 1, 0, QD_DT_UINT8, 0, 1, 0, 1.0f, 0, 1, 0, 0, QD_DT_INT8},
+        {24, 24, 8, 3, 1, 1, QD_DT_INT8, 1, 1, 0, 1.0f, 0, 1, 0, 0, QD_DT_UINT8},
+        {16, 16, 9, 3, 1, 1, QD_DT_UINT8, 1, 0, 0, 1.0f, 0, 1, 0, 0, QD_DT_UINT8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         run_ort_case(&cases[i]);
@@ -293,10 +304,10 @@ static void test_bias_not_lowered(void **state)
 {
     (void)state;
     const ort_case cases[] = {
-        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.01f, 0, 0, 0, 0},
-        {8, 16, 9, 3, 1, 1, QD_DT_UINT8, 0, 1, 0, 0.5f, 0, 0, 0, 0},
-        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.0f, 3, 0, 0, 0},
-        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 0, 1, 1, 1.001f, 0, 0, 0, 0},
+        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.01f, 0, 0, 0, 0, 0},
+        {8, 16, 9, 3, 1, 1, QD_DT_UINT8, 0, 1, 0, 0.5f, 0, 0, 0, 0, 0},
+        {8, 16, 9, 3, 1, 1, QD_DT_INT8, 0, 1, 0, 1.0f, 3, 0, 0, 0, 0},
+        {32, 10, 1, 1, 1, 0, QD_DT_UINT8, 0, 1, 1, 1.001f, 0, 0, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         run_ort_case(&cases[i]);

@@ -333,18 +333,20 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                                      "inputs",
                                      anchor->name, anchor->op_type, n->name);
             const qd_tensor *t = a->inputs[extra];
-            /* An INT8 step writing int8 adds a full-shape residual in dst's
-             * own type, int8 (`sum` reads dst), scaled to dst's units. */
+            /* An INT8 step writing int8 or uint8 adds a full-shape 8-bit
+             * residual (`sum` reads dst), scaled to dst's units. */
             const qd_quant_params *q = a->quant;
             int int8_sum = q && q->dst_scale > 0.0f && same_dims(t, a->outputs[0]->rank,
                                                                  a->outputs[0]->dims);
-            if (t->dtype != (int8_sum ? QD_DT_INT8 : QD_DT_FLOAT) ||
+            int t_ok = int8_sum ? t->dtype == QD_DT_INT8 || t->dtype == QD_DT_UINT8
+                                : t->dtype == QD_DT_FLOAT;
+            if (!t_ok ||
                 (int8_sum && (q->residual_scale <= 0.0f || residual != QD_DNNL_RESIDUAL_SUM ||
                               chain->sum_input >= 0)))
                 return qd_graph_fail(a->graph, QD_STATUS_UNSUPPORTED,
                                      "node '%s' (%s): fused Add '%s': operand is %s, not %s",
                                      anchor->name, anchor->op_type, n->name,
-                                     qd_dtype_name(t->dtype), int8_sum ? "int8" : "float32");
+                                     qd_dtype_name(t->dtype), int8_sum ? "8-bit" : "float32");
             /* Every value of the chain has the anchor output's shape. */
             const qd_tensor *y = a->outputs[0];
             int full = same_dims(t, y->rank, y->dims);
@@ -358,7 +360,14 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                 float scale = !int8_sum               ? 1.f
                               : q->requant_post_op ? q->residual_scale
                                                    : q->residual_scale / q->dst_scale;
-                QD_DNNL_TRY(a->graph, anchor, dnnl_post_ops_append_sum(po, scale));
+                /* An 8-bit residual of another type or with a zero point:
+                 * dst's bytes read as its type, minus its zero point. */
+                dnnl_data_type_t rt = t->dtype == QD_DT_UINT8 ? dnnl_u8 : dnnl_s8;
+                if (int8_sum && (q->residual_zp || t->dtype != a->outputs[0]->dtype))
+                    QD_DNNL_TRY(a->graph, anchor,
+                                dnnl_post_ops_append_sum_v3(po, scale, q->residual_zp, rt));
+                else
+                    QD_DNNL_TRY(a->graph, anchor, dnnl_post_ops_append_sum(po, scale));
                 chain->sum_input = extra;
             } else {
                 if (chain->n_binary >= QD_DNNL_MAX_BINARY)
@@ -791,11 +800,11 @@ static dnnl_format_tag_t s8_act_tag(int rank, const int64_t *dims, int channels_
 }
 
 int qd_dnnl_s8_zero_points_fast(const qd_node *n, const qd_value *x, const qd_value *w,
-                                int src_zp, int dst_zp, int channels_last)
+                                int src_zp, int dst_zp, int sum_zp, int channels_last)
 {
     const qd_value *y = n->n_outputs > 0 ? n->outputs[0] : NULL;
     dnnl_engine_t eng;
-    if (!src_zp && !dst_zp)
+    if (!src_zp && !dst_zp && !sum_zp)
         return 1;
     if (!y || !w->konst || qd_dnnl_get(NULL, n, &eng, NULL) != QD_OK)
         return 0;
@@ -859,12 +868,16 @@ int qd_dnnl_s8_zero_points_fast(const qd_node *n, const qd_value *x, const qd_va
     float *scales = qd_malloc((size_t)oc * sizeof *scales);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
+    dnnl_post_ops_t po = NULL;
     const int32_t rt = DNNL_RUNTIME_S32_VAL;
     int fast = 0;
-    if (scales && dnnl_primitive_attr_create(&attr) == dnnl_success) {
+    if (scales && dnnl_primitive_attr_create(&attr) == dnnl_success &&
+        dnnl_post_ops_create(&po) == dnnl_success) {
         for (int64_t i = 0; i < oc; i++)
             scales[i] = 1.0f;
-        if (dnnl_primitive_attr_set_output_scales(attr, oc, 1 << 1, scales) == dnnl_success &&
+        if ((!sum_zp || (dnnl_post_ops_append_sum_v3(po, 1.0f, 1, dnnl_u8) == dnnl_success &&
+                         dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success)) &&
+            dnnl_primitive_attr_set_output_scales(attr, oc, 1 << 1, scales) == dnnl_success &&
             (!src_zp || dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt) ==
                             dnnl_success) &&
             (!dst_zp || dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &rt) ==
@@ -876,6 +889,8 @@ int qd_dnnl_s8_zero_points_fast(const qd_node *n, const qd_value *x, const qd_va
         dnnl_primitive_desc_destroy(pd);
     if (attr)
         dnnl_primitive_attr_destroy(attr);
+    if (po)
+        dnnl_post_ops_destroy(po);
     qd_free(scales);
     return fast;
 }

@@ -58,12 +58,13 @@ qd_kernel_impl qd_dnnl_impl(const qd_node *n);
  * qd_kernel_args.quant. 1 when n fits them (static shapes). */
 int qd_dnnl_s8_supports(const qd_node *n, const qd_value *x_q, const qd_value *w_q);
 /* 1 when oneDNN has a non-reference INT8 kernel for n with a source
- * and/or destination zero point (what qd_dnnl_s8_supports accepts), its
- * activations channels-last or not (a Conv's; as the INT8 conv describes
- * them); 1 when neither zero point is set. The reference kernel would be
- * slower than running the group as written, so such groups stay. */
+ * and/or destination zero point and/or a residual `sum` with a zero point
+ * (what qd_dnnl_s8_supports accepts), its activations channels-last or not
+ * (a Conv's; as the INT8 conv describes them); 1 when none is set. The
+ * reference kernel would be slower than running the group as written, so
+ * such groups stay. */
 int qd_dnnl_s8_zero_points_fast(const qd_node *n, const qd_value *x_q, const qd_value *w_q,
-                                int src_zp, int dst_zp, int channels_last);
+                                int src_zp, int dst_zp, int sum_zp, int channels_last);
 /* name "dnnl-s8". */
 qd_kernel_impl qd_dnnl_s8_impl(const qd_node *n);
 

@@ -43,7 +43,7 @@ qd_status qd_dnnl_s8_build(const qd_kernel_args *a, const void *op_desc,
     if (zps[1])
         QD_DNNL_TRY(g, n, dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &rt_zp));
     QD_DNNL_TRY(g, n, dnnl_primitive_desc_create(&pd, op_desc, attr, eng, NULL));
-    if ((zps[0] || zps[1]) && !strncmp(qd_dnnl_impl_name(pd), "ref", 3)) {
+    if ((zps[0] || zps[1] || (q && q->residual_zp)) && !strncmp(qd_dnnl_impl_name(pd), "ref", 3)) {
         st = qd_graph_fail(g, QD_STATUS_UNSUPPORTED,
                            "node '%s' (%s): oneDNN has only its reference kernel for zero points "
                            "here ('%s')",

@@ -1,0 +1,39 @@
+#!/bin/sh
+# check_ort_style.sh QDEPLOY AGREEMENT PYTHON MODEL: quantizes a trained
+# Fashion-MNIST fixture (as check_int8_agreement.sh), rewrites the QDQ model
+# into onnxruntime's form (to_ort_style_qdq.py: uint8 activations with zero
+# point 128, int32 biases at s_x * s_w) and checks that the engine plans it
+# as the symmetric model (the same INT8 kernels, as many writing 8-bit
+# outputs) and that its INT8 kernels agree with it run as written.
+set -u
+QDEPLOY=$1
+AGREEMENT=$2
+PYTHON=$3
+MODEL=$4
+FM=/usr/share/datasets/fashion-mnist
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+name=$(basename "$MODEL" .onnx)
+"$QDEPLOY" quantize "$MODEL" -o "$WORK/q.onnx" --calib "$FM/train-images-idx3-ubyte.gz" \
+    --calib-batches 8 --batch-size 32 --mean 0.2860 --std 0.3530 > "$WORK/out" 2>&1 || {
+    echo "FAIL quantize $name: $(tail -1 "$WORK/out")"; exit 1; }
+"$PYTHON" "$(dirname "$0")/to_ort_style_qdq.py" "$WORK/q.onnx" "$WORK/ort.onnx" || {
+    echo "FAIL $name: to_ort_style_qdq.py"; exit 1; }
+for m in q ort; do
+    "$QDEPLOY" bench "$WORK/$m.onnx" --iters 1 --warmup 0 > "$WORK/$m.bench" 2>&1 || {
+        echo "FAIL bench $name ($m): $(tail -1 "$WORK/$m.bench")"; exit 1; }
+done
+plan_q=$(sed -n 's/^plan: .*INT8 kernels: \([0-9]*\) (\([0-9]*\) write int8).*/\1 \2/p' "$WORK/q.bench")
+plan_o=$(sed -n 's/^plan: .*INT8 kernels: \([0-9]*\) (\([0-9]*\) write int8).*/\1 \2/p' "$WORK/ort.bench")
+echo "     $name: INT8 kernels (of which write 8-bit): symmetric $plan_q, onnxruntime-style $plan_o"
+[ -n "$plan_q" ] && [ "$plan_q" = "$plan_o" ] || {
+    echo "FAIL $name: the onnxruntime-style model is not lowered as the symmetric one"; exit 1; }
+line=$("$AGREEMENT" "$WORK/ort.onnx" "$FM/t10k-images-idx3-ubyte.gz" "$FM/t10k-labels-idx1-ubyte.gz" 10000) || {
+    echo "FAIL $name: int8_agreement did not run"; exit 1; }
+echo "     $name (onnxruntime-style): $line"
+echo "$line" | awk '{
+    agree = $5; gsub(/[(%)]/, "", agree);
+    if ($2 != 10000 || agree + 0 < 99.5 || $15 + 0 < 1) { print "FAIL agreement"; exit 1 }
+    if ($11 + 0 > 0.1 * ($13 + 0)) { print "FAIL logits differ by more than 10% of their scale"; exit 1 }
+    print "ok   INT8 and as-written Top-1 agree on " agree "% of the images"
+}'
