@@ -4,7 +4,8 @@
 # into onnxruntime's form (to_ort_style_qdq.py: uint8 activations with zero
 # point 128, int32 biases at s_x * s_w) and checks that the engine plans it
 # as the symmetric model (the same INT8 kernels, as many writing 8-bit
-# outputs) and that its INT8 kernels agree with it run as written.
+# outputs), that its INT8 kernels agree with it run as written, and that
+# they agree with onnxruntime (npm onnxruntime-node, ort_run.js) running it.
 set -u
 QDEPLOY=$1
 AGREEMENT=$2
@@ -37,3 +38,22 @@ echo "$line" | awk '{
     if ($11 + 0 > 0.1 * ($13 + 0)) { print "FAIL logits differ by more than 10% of their scale"; exit 1 }
     print "ok   INT8 and as-written Top-1 agree on " agree "% of the images"
 }'
+[ $? -eq 0 ] || exit 1
+"$PYTHON" -c "import numpy as np; np.save('$WORK/x.npy', np.random.default_rng(5).standard_normal((16, 3, 32, 32)).astype(np.float32))"
+node "$(dirname "$0")/ort_run.js" "$WORK/ort.onnx" "$WORK/x.npy" "$WORK/y_ort.npy" 2> "$WORK/ort_err" || {
+    echo "FAIL $name: onnxruntime: $(grep -v '^.\[0;93m' "$WORK/ort_err" | tail -1)"; exit 1; }
+"$QDEPLOY" run "$WORK/ort.onnx" --input "$WORK/x.npy" --output "$WORK/y_qd.npy" > "$WORK/run.out" 2>&1 || {
+    echo "FAIL run $name: $(tail -1 "$WORK/run.out")"; exit 1; }
+"$PYTHON" - "$WORK/y_qd.npy" "$WORK/y_ort.npy" <<'PY'
+import sys
+import numpy as np
+q, o = np.load(sys.argv[1]), np.load(sys.argv[2])
+diff, scale = float(np.abs(q - o).max()), float(np.abs(o).max())
+agree = float((q.argmax(1) == o.argmax(1)).mean())
+print(f"     INT8 kernels vs onnxruntime on 16 random inputs: max |diff| {diff:.3g} "
+      f"(logit scale {scale:.3g}), Top-1 agree {agree:.0%}")
+if q.shape != o.shape or diff > 0.1 * scale or agree < 0.9:
+    print("FAIL INT8 kernels and onnxruntime differ")
+    sys.exit(1)
+print("ok   INT8 kernels agree with onnxruntime")
+PY

@@ -89,6 +89,13 @@ def main():
         n.input[2] = base + "_dq"
         biased += 1
     print(f"to_ort_style_qdq: {len(done)} activation zero points to uint8, {biased} biases to int32")
+    # The float biases replaced are read by nothing now.
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name in used or t.name in {o.name for o in g.output}]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    # Shapes recorded for the old int8 tensors would contradict the new types.
+    del g.value_info[:]
     onnx.checker.check_model(m)
     onnx.save(m, dst)
 
