@@ -158,6 +158,24 @@ qd_value *qd_graph_new_value(qd_graph *g, const char *name, const char *hint)
     return v;
 }
 
+qd_status qd_graph_add_input(qd_graph *g, qd_value *v)
+{
+    if (qd_grow((void **)&g->inputs, &g->inputs_cap, g->n_inputs + 1, sizeof *g->inputs) != 0)
+        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+    v->is_input = 1;
+    g->inputs[g->n_inputs++] = v;
+    return QD_OK;
+}
+
+qd_status qd_graph_add_output(qd_graph *g, qd_value *v)
+{
+    if (qd_grow((void **)&g->outputs, &g->outputs_cap, g->n_outputs + 1, sizeof *g->outputs) != 0)
+        return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "out of memory");
+    v->is_output = 1;
+    g->outputs[g->n_outputs++] = v;
+    return QD_OK;
+}
+
 qd_value *qd_graph_add_initializer(qd_graph *g, const char *hint, qd_tensor *t)
 {
     qd_value *v = qd_graph_find_value(g, hint) ? qd_graph_new_value(g, NULL, hint)

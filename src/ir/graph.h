@@ -158,6 +158,10 @@ qd_value *qd_graph_new_value(qd_graph *g, const char *name, const char *hint);
 /* Adds an initializer value named from `hint` (made unique) holding t (the
  * graph takes t, also on failure). NULL on out of memory. */
 qd_value *qd_graph_add_initializer(qd_graph *g, const char *hint, qd_tensor *t);
+/* Lists v as the graph's next input (is_input) or output (is_output):
+ * QD_OK, or the out-of-memory error set on the graph. */
+qd_status qd_graph_add_input(qd_graph *g, qd_value *v);
+qd_status qd_graph_add_output(qd_graph *g, qd_value *v);
 /* Makes v a constant with data t (the graph takes t). */
 void qd_value_set_const(qd_value *v, qd_tensor *t);
 /* Copies the shape of t onto v. */

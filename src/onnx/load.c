@@ -342,10 +342,8 @@ static qd_status read_graph(qd_graph *g, Onnx__ModelProto *mp)
             return g->err.status;
         if ((st = read_value_info(g, vi, v)) != QD_OK)
             return st;
-        if (qd_grow((void **)&g->inputs, &g->inputs_cap, g->n_inputs + 1, sizeof *g->inputs) != 0)
-            return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "out of memory");
-        v->is_input = 1;
-        g->inputs[g->n_inputs++] = v;
+        if ((st = qd_graph_add_input(g, v)) != QD_OK)
+            return st;
     }
     for (size_t i = 0; i < gp->n_node; i++)
         if ((st = read_node(g, gp->node[i], i)) != QD_OK)
@@ -359,11 +357,8 @@ static qd_status read_graph(qd_graph *g, Onnx__ModelProto *mp)
             return g->err.status;
         if ((st = read_value_info(g, vi, v)) != QD_OK)
             return st;
-        if (qd_grow((void **)&g->outputs, &g->outputs_cap, g->n_outputs + 1, sizeof *g->outputs) !=
-            0)
-            return qd_graph_fail(g, QD_STATUS_OUT_OF_MEMORY, "out of memory");
-        v->is_output = 1;
-        g->outputs[g->n_outputs++] = v;
+        if ((st = qd_graph_add_output(g, v)) != QD_OK)
+            return st;
     }
     for (size_t i = 0; i < gp->n_value_info; i++) {
         const Onnx__ValueInfoProto *vi = gp->value_info[i];

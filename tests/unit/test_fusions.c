@@ -35,9 +35,7 @@ static qd_value *input(qd_graph *g, const char *name, int rank, const int64_t *d
 {
     qd_value *v = qd_graph_new_value(g, name, NULL);
     qd_value_set_shape(v, QD_DT_FLOAT, rank, dims);
-    v->is_input = 1;
-    qd_grow((void **)&g->inputs, &g->inputs_cap, g->n_inputs + 1, sizeof *g->inputs);
-    g->inputs[g->n_inputs++] = v;
+    assert_int_equal(qd_graph_add_input(g, v), QD_OK);
     return v;
 }
 
@@ -70,9 +68,7 @@ static qd_value *op(qd_graph *g, const char *type, const char *name, qd_value **
 
 static void output(qd_graph *g, qd_value *v)
 {
-    v->is_output = 1;
-    qd_grow((void **)&g->outputs, &g->outputs_cap, g->n_outputs + 1, sizeof *g->outputs);
-    g->outputs[g->n_outputs++] = v;
+    assert_int_equal(qd_graph_add_output(g, v), QD_OK);
 }
 
 /* Conv (k x k, pad k/2) from c_in to c_out channels, with `group`. */

@@ -19,17 +19,13 @@ static qd_value *input(qd_graph *g, const char *name)
     qd_value *v = qd_graph_new_value(g, name, NULL);
     int64_t dims[] = {1, 4};
     qd_value_set_shape(v, QD_DT_FLOAT, 2, dims);
-    v->is_input = 1;
-    g->inputs = realloc(g->inputs, (g->n_inputs + 1) * sizeof *g->inputs);
-    g->inputs[g->n_inputs++] = v;
+    assert_int_equal(qd_graph_add_input(g, v), QD_OK);
     return v;
 }
 
 static void output(qd_graph *g, qd_value *v)
 {
-    v->is_output = 1;
-    g->outputs = realloc(g->outputs, (g->n_outputs + 1) * sizeof *g->outputs);
-    g->outputs[g->n_outputs++] = v;
+    assert_int_equal(qd_graph_add_output(g, v), QD_OK);
 }
 
 static qd_node *unary(qd_graph *g, const char *op, const char *name, qd_value *in, qd_value *out)

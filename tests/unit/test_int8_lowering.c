@@ -55,9 +55,7 @@ static qd_value *input(qd_graph *g, const char *name, int rank, const int64_t *d
 {
     qd_value *v = qd_graph_new_value(g, name, name);
     qd_value_set_shape(v, QD_DT_FLOAT, rank, dims);
-    v->is_input = 1;
-    qd_grow((void **)&g->inputs, &g->inputs_cap, g->n_inputs + 1, sizeof *g->inputs);
-    g->inputs[g->n_inputs++] = v;
+    assert_int_equal(qd_graph_add_input(g, v), QD_OK);
     return v;
 }
 
@@ -99,9 +97,7 @@ static qd_value *weight_dq(qd_graph *g, int rank, const int64_t *dims, int axis)
 
 static void mark_output(qd_graph *g, qd_value *v)
 {
-    v->is_output = 1;
-    qd_grow((void **)&g->outputs, &g->outputs_cap, g->n_outputs + 1, sizeof *g->outputs);
-    g->outputs[g->n_outputs++] = v;
+    assert_int_equal(qd_graph_add_output(g, v), QD_OK);
 }
 
 /* Runs g on the given inputs, fast (INT8 lowering) or reference; returns

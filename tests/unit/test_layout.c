@@ -173,9 +173,7 @@ static qd_graph *layout_graph(void)
     g->opset = 17;
     qd_value *x = qd_graph_new_value(g, "x", NULL);
     qd_value_set_shape(x, QD_DT_FLOAT, 4, (int64_t[]){1, 3, 20, 20});
-    x->is_input = 1;
-    qd_grow((void **)&g->inputs, &g->inputs_cap, 1, sizeof *g->inputs);
-    g->inputs[g->n_inputs++] = x;
+    assert_int_equal(qd_graph_add_input(g, x), QD_OK);
     int64_t pads[4] = {1, 1, 1, 1}, k3[2] = {3, 3}, s2[2] = {2, 2};
     qd_value *c1 = op(g, "Conv", (qd_value *[]){x, weight(g, "w1", 4, (int64_t[]){16, 3, 3, 3}),
                                                  weight(g, "b1", 1, (int64_t[]){16})}, 3);
@@ -199,9 +197,7 @@ static qd_graph *layout_graph(void)
     qd_value *c3 = op(g, "Conv", (qd_value *[]){t2, weight(g, "w3", 4, (int64_t[]){8, 16, 1, 1})}, 2);
     qd_value *gp = op(g, "GlobalAveragePool", &c3, 1);
     qd_value *y = op(g, "Flatten", &gp, 1);
-    y->is_output = 1;
-    qd_grow((void **)&g->outputs, &g->outputs_cap, 1, sizeof *g->outputs);
-    g->outputs[g->n_outputs++] = y;
+    assert_int_equal(qd_graph_add_output(g, y), QD_OK);
     return g;
 }
 
@@ -283,18 +279,14 @@ static void test_space_to_depth_stem(void **state)
             qd_value *x = qd_graph_new_value(g, "x", NULL);
             int64_t xd[4] = {1, cs[0], cs[1], cs[2]};
             qd_value_set_shape(x, QD_DT_FLOAT, 4, xd);
-            x->is_input = 1;
-            qd_grow((void **)&g->inputs, &g->inputs_cap, 1, sizeof *g->inputs);
-            g->inputs[g->n_inputs++] = x;
+            assert_int_equal(qd_graph_add_input(g, x), QD_OK);
             qd_value *c = op(g, "Conv", (qd_value *[]){x, weight(g, "w", 4, (int64_t[]){cs[6], cs[0], cs[3], cs[3]}),
                                                        weight(g, "b", 1, (int64_t[]){cs[6]})}, 3);
             int64_t pads[4] = {cs[4], cs[4], cs[5], cs[5]}, strides[2] = {2, 2};
             qd_node_set_attr_ints(c->producer, "pads", pads, 4);
             qd_node_set_attr_ints(c->producer, "strides", strides, 2);
             qd_value *y = op(g, "Relu", &c, 1);
-            y->is_output = 1;
-            qd_grow((void **)&g->outputs, &g->outputs_cap, 1, sizeof *g->outputs);
-            g->outputs[g->n_outputs++] = y;
+            assert_int_equal(qd_graph_add_output(g, y), QD_OK);
             qd_engine_options opt = {.threads = 2, .reference = reference};
             qd_engine *e = NULL;
             assert_int_equal(qd_engine_create(g, &opt, &e), QD_OK);

@@ -55,9 +55,7 @@ static qd_graph *build(void)
     g->ir_version = 8;
     qd_value *x = qd_graph_new_value(g, "x", NULL);
     qd_value_set_shape(x, QD_DT_FLOAT, 4, (int64_t[]){1, 3, 8, 8});
-    x->is_input = 1;
-    assert_int_equal(qd_grow((void **)&g->inputs, &g->inputs_cap, 1, sizeof *g->inputs), 0);
-    g->inputs[g->n_inputs++] = x;
+    assert_int_equal(qd_graph_add_input(g, x), QD_OK);
     qd_value *c1 = qd_graph_new_value(g, "c1", NULL), *r1 = qd_graph_new_value(g, "r1", NULL);
     qd_value *c2 = qd_graph_new_value(g, "c2", NULL), *s = qd_graph_new_value(g, "s", NULL);
     qd_value *y = qd_graph_new_value(g, "y", NULL);
@@ -71,9 +69,7 @@ static qd_graph *build(void)
     qd_value *in3[2] = {c2, r1};
     qd_graph_add_node(g, "Add", "", "add", in3, 2, &s, 1);
     qd_graph_add_node(g, "Relu", "", "relu2", &s, 1, &y, 1);
-    y->is_output = 1;
-    assert_int_equal(qd_grow((void **)&g->outputs, &g->outputs_cap, 1, sizeof *g->outputs), 0);
-    g->outputs[g->n_outputs++] = y;
+    assert_int_equal(qd_graph_add_output(g, y), QD_OK);
     assert_int_equal(qd_quantize_prepare(g, NULL), QD_OK);
     return g;
 }

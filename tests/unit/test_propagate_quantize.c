@@ -56,9 +56,7 @@ static qd_value *input(qd_graph *g, const char *name, qd_dtype dt, int rank, con
 {
     qd_value *v = qd_graph_new_value(g, name, name);
     qd_value_set_shape(v, dt, rank, dims);
-    v->is_input = 1;
-    qd_grow((void **)&g->inputs, &g->inputs_cap, g->n_inputs + 1, sizeof *g->inputs);
-    g->inputs[g->n_inputs++] = v;
+    assert_int_equal(qd_graph_add_input(g, v), QD_OK);
     return v;
 }
 
@@ -71,9 +69,7 @@ static qd_value *node1(qd_graph *g, const char *op, qd_value **ins, int n_in)
 
 static void mark_output(qd_graph *g, qd_value *v)
 {
-    v->is_output = 1;
-    qd_grow((void **)&g->outputs, &g->outputs_cap, g->n_outputs + 1, sizeof *g->outputs);
-    g->outputs[g->n_outputs++] = v;
+    assert_int_equal(qd_graph_add_output(g, v), QD_OK);
 }
 
 /* x -> Q(s, 0) in dt; per channel (axis 1, c scales) when c > 0. */

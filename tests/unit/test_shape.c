@@ -32,10 +32,7 @@ static qd_value *input_sym(qd_graph *g, const char *name, qd_dtype dt, int rank,
     for (int i = 0; i < rank; i++)
         if (dims[i] < 0 && syms && syms[i])
             v->dim_params[i] = qd_strdup(syms[i]);
-    v->is_input = 1;
-    assert_int_equal(
-        qd_grow((void **)&g->inputs, &g->inputs_cap, g->n_inputs + 1, sizeof *g->inputs), 0);
-    g->inputs[g->n_inputs++] = v;
+    assert_int_equal(qd_graph_add_input(g, v), QD_OK);
     return v;
 }
 

@@ -145,17 +145,13 @@ static qd_graph *pool_model(void)
     g->ir_version = 8;
     qd_value *x = qd_graph_new_value(g, "x", NULL);
     qd_value_set_shape(x, QD_DT_FLOAT, 4, (int64_t[]){3, 4, 2, 2});
-    x->is_input = 1;
-    assert_int_equal(qd_grow((void **)&g->inputs, &g->inputs_cap, 1, sizeof *g->inputs), 0);
-    g->inputs[g->n_inputs++] = x;
+    assert_int_equal(qd_graph_add_input(g, x), QD_OK);
     qd_value *p = qd_graph_new_value(g, "pooled", NULL), *y = qd_graph_new_value(g, "scores", NULL);
     assert_non_null(qd_graph_add_node(g, "GlobalAveragePool", "", "gap", &x, 1, &p, 1));
     qd_node *fl = qd_graph_add_node(g, "Flatten", "", "flatten", &p, 1, &y, 1);
     assert_non_null(fl);
     qd_node_set_attr_int(fl, "axis", 1);
-    y->is_output = 1;
-    assert_int_equal(qd_grow((void **)&g->outputs, &g->outputs_cap, 1, sizeof *g->outputs), 0);
-    g->outputs[g->n_outputs++] = y;
+    assert_int_equal(qd_graph_add_output(g, y), QD_OK);
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     return g;
 }
