@@ -50,6 +50,8 @@ expect_fail missing_npy "nothere.npy" -- "$MODEL" --input "$WORK/nothere.npy"
 expect_fail wrong_name "nosuchinput" -- "$MODEL" --input "nosuchinput=$WORK/good.npy"
 expect_fail unknown_op "mystery_node" "FrobnicateV2" -- "$DIR/unknown_op.onnx" --input "$WORK/good.npy"
 expect_fail missing_model "absent.onnx" -- "$DIR/absent.onnx" --input "$WORK/good.npy"
+expect_fail bad_precision "high-precision" "fp16" -- "$MODEL" --input "$WORK/good.npy" --high-precision fp16
+expect_fail bf16_reference "bfloat16" "reference" -- "$MODEL" --input "$WORK/good.npy" --high-precision bf16 --reference
 
 if "$QDEPLOY" run "$MODEL" --input "$WORK/good.npy" --output "$WORK/y.npy" > "$WORK/out" 2>&1 &&
    [ -s "$WORK/y.npy" ]; then
