@@ -273,7 +273,8 @@ static int winograd_eligible(const qd_dnnl_conv_geom *gm, int s2d)
  * QD_STATUS_UNSUPPORTED without an error on the graph (the caller then
  * falls back to direct). */
 static qd_status conv_pd(const qd_kernel_args *a, const qd_dnnl_conv_geom *gm,
-                         dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *wei,
+                         dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src,
+                         const dnnl_memory_desc_t *wei,
                          const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst,
                          const dnnl_memory_desc_t *full_md, qd_dnnl_chain *chain,
                          dnnl_primitive_desc_t *out)
@@ -493,8 +494,8 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
         internal = s->internal = pd != NULL;
     }
     if (!internal) {
-        if ((st = conv_pd(a, &gm, dnnl_convolution_direct, &src_user, &wei_any, b ? &bias_md : NULL, &dst_user, &dst_user,
-                          &s->chain, &pd)) != QD_OK)
+        if ((st = conv_pd(a, &gm, dnnl_convolution_direct, &src_user, &wei_any,
+                          b ? &bias_md : NULL, &dst_user, &dst_user, &s->chain, &pd)) != QD_OK)
             goto fail;
         if (layout == QD_DNNL_NCHW && src_layout == QD_DNNL_NCHW && policy == QD_DNNL_CONV_AUTO &&
             qd_dnnl_impl_is_slow(pd)) {
@@ -506,8 +507,8 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
     if (internal && !pd) {
         QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&src_int, rank, xd, dnnl_f32, cl_tag));
         QD_DNNL_TRY(g, n, dnnl_memory_desc_init_by_tag(&dst_int, rank, yd, dnnl_f32, cl_tag));
-        if ((st = conv_pd(a, &gm, dnnl_convolution_direct, &src_int, &wei_any, b ? &bias_md : NULL, &dst_int, &dst_user,
-                          &s->chain, &pd)) != QD_OK)
+        if ((st = conv_pd(a, &gm, dnnl_convolution_direct, &src_int, &wei_any,
+                          b ? &bias_md : NULL, &dst_int, &dst_user, &s->chain, &pd)) != QD_OK)
             goto fail;
         s->internal = 1;
     }
