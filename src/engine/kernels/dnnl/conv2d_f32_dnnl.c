@@ -525,12 +525,8 @@ static qd_status conv_prepare(const qd_kernel_args *a, void **state)
         QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bias, &bias_md, eng, DNNL_MEMORY_NONE));
     QD_DNNL_TRY(g, n, dnnl_memory_create(&s->src_user, &src_user, eng, DNNL_MEMORY_NONE));
     QD_DNNL_TRY(g, n, dnnl_memory_create(&s->dst_user, &dst_user, eng, DNNL_MEMORY_NONE));
-    for (int i = 0; i < s->chain.n_binary; i++) {
-        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(
-            pd, dnnl_query_exec_arg_md,
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
-        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], md, eng, DNNL_MEMORY_NONE));
-    }
+    if ((st = qd_dnnl_create_binary(a, pd, &s->chain, s->bin)) != QD_OK)
+        goto fail;
     if (s->internal) {
         const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
         const dnnl_memory_desc_t *dmd = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
@@ -586,17 +582,6 @@ static int dims_equal(const qd_tensor *t, int rank, const int64_t *dims)
     return 1;
 }
 
-static void parallel_copy(void *dst, const void *src, size_t bytes)
-{
-    const size_t chunk = 1 << 16;
-    int64_t n = (int64_t)((bytes + chunk - 1) / chunk);
-#pragma omp parallel for schedule(static) if (n > 4)
-    for (int64_t i = 0; i < n; i++) {
-        size_t off = (size_t)i * chunk, len = bytes - off < chunk ? bytes - off : chunk;
-        memcpy((char *)dst + off, (const char *)src + off, len);
-    }
-}
-
 static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
 {
     qd_status st = QD_OK;
@@ -619,12 +604,8 @@ static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
     QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->dst_user, a->outputs[0]->data));
     if (s->has_bias)
         QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(s->bias, a->inputs[2]->data));
-    for (int i = 0; i < s->chain.n_binary; i++) {
-        QD_DNNL_TRY(g, n,
-                    dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
-        args[na++] = (dnnl_exec_arg_t){
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
-    }
+    if ((st = qd_dnnl_bind_binary(a, &s->chain, s->bin, args, &na)) != QD_OK)
+        goto fail;
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->wei};
     if (s->has_bias)
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->bias};
@@ -634,13 +615,7 @@ static qd_status conv_execute(const qd_kernel_args *a, conv_state *s)
             dnnl_exec_arg_t in[2] = {{DNNL_ARG_FROM, s->src_user}, {DNNL_ARG_TO, s->src_int}};
             QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->to_internal, strm, 2, in));
         }
-        if (s->chain.sum_input >= 0) {
-            /* The residual goes into dst first (nothing to do when the
-             * engine lets dst share the residual's buffer). */
-            const qd_tensor *r = a->inputs[s->chain.sum_input];
-            if (r->data != a->outputs[0]->data)
-                parallel_copy(a->outputs[0]->data, r->data, a->outputs[0]->nbytes);
-        }
+        qd_dnnl_residual_to_dst(a, &s->chain);
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->internal ? s->src_int : s->src_user};
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->dst_user};
         QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->conv, strm, na, args));

@@ -493,6 +493,55 @@ void qd_dnnl_run_tail(const qd_kernel_args *a, const qd_dnnl_chain *chain, int64
 
 /* ---- reorders and execution ---- */
 
+qd_status qd_dnnl_create_binary(const qd_kernel_args *a, const_dnnl_primitive_desc_t pd,
+                                const qd_dnnl_chain *chain, dnnl_memory_t *bin)
+{
+    qd_status st = QD_OK;
+    dnnl_engine_t eng;
+    if ((st = qd_dnnl_get(a->graph, a->node, &eng, NULL)) != QD_OK)
+        return st;
+    for (int i = 0; i < chain->n_binary; i++) {
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(
+            pd, dnnl_query_exec_arg_md,
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(chain->bin_pos[i]) | DNNL_ARG_SRC_1);
+        QD_DNNL_TRY(a->graph, a->node, dnnl_memory_create(&bin[i], md, eng, DNNL_MEMORY_NONE));
+    }
+fail:
+    return st;
+}
+
+qd_status qd_dnnl_bind_binary(const qd_kernel_args *a, const qd_dnnl_chain *chain,
+                              dnnl_memory_t *bin, dnnl_exec_arg_t *args, int *na)
+{
+    qd_status st = QD_OK;
+    for (int i = 0; i < chain->n_binary; i++) {
+        QD_DNNL_TRY(a->graph, a->node,
+                    dnnl_memory_set_data_handle(bin[i], a->inputs[chain->bin_input[i]]->data));
+        args[(*na)++] = (dnnl_exec_arg_t){
+            DNNL_ARG_ATTR_MULTIPLE_POST_OP(chain->bin_pos[i]) | DNNL_ARG_SRC_1, bin[i]};
+    }
+fail:
+    return st;
+}
+
+void qd_dnnl_residual_to_dst(const qd_kernel_args *a, const qd_dnnl_chain *chain)
+{
+    if (chain->sum_input < 0)
+        return;
+    const qd_tensor *r = a->inputs[chain->sum_input];
+    void *dst = a->outputs[0]->data;
+    if (r->data == dst)
+        return;
+    /* in 64 KiB pieces over the threads: a ConvNeXt residual is megabytes */
+    const size_t chunk = 1 << 16, bytes = a->outputs[0]->nbytes;
+    int64_t pieces = (int64_t)((bytes + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) if (pieces > 4)
+    for (int64_t i = 0; i < pieces; i++) {
+        size_t off = (size_t)i * chunk, len = bytes - off < chunk ? bytes - off : chunk;
+        memcpy((char *)dst + off, (const char *)r->data + off, len);
+    }
+}
+
 qd_status qd_dnnl_reorder_prim(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,
                                const dnnl_memory_desc_t *to, dnnl_primitive_t *out)
 {

@@ -99,6 +99,20 @@ qd_status qd_dnnl_chain_post_ops(const qd_kernel_args *a, dnnl_post_ops_t po,
                                  const dnnl_memory_desc_t *full_md, qd_dnnl_residual residual,
                                  int allow_binary, int fuse_limit, qd_dnnl_chain *chain);
 
+/* The chain's binary post-op operands: a memory object each, described as
+ * primitive pd wants them; their data is set at each run by
+ * qd_dnnl_bind_binary. */
+qd_status qd_dnnl_create_binary(const qd_kernel_args *a, const_dnnl_primitive_desc_t pd,
+                                const qd_dnnl_chain *chain, dnnl_memory_t *bin);
+/* Points the binary operands at this run's inputs and appends them to
+ * args (*na grows by chain->n_binary). */
+qd_status qd_dnnl_bind_binary(const qd_kernel_args *a, const qd_dnnl_chain *chain,
+                              dnnl_memory_t *bin, dnnl_exec_arg_t *args, int *na);
+/* `sum` reads the residual from the destination: copies it into
+ * a->outputs[0] unless that already is its buffer (the engine gave the
+ * output the residual's dying buffer). Nothing without a `sum` residual. */
+void qd_dnnl_residual_to_dst(const qd_kernel_args *a, const qd_dnnl_chain *chain);
+
 /* For an INT8 step that requantizes after its chain (quant->requant_post_op):
  * appends the final scaling by 1/dst_scale; nothing otherwise. */
 qd_status qd_dnnl_requant_post_op(const qd_kernel_args *a, dnnl_post_ops_t po);

@@ -132,12 +132,8 @@ static qd_status finish(const qd_kernel_args *a, mm_state *s, const dnnl_memory_
         if ((st = qd_dnnl_reorder_prim(g, n, amd, &amd_run, &s->to_bf16)) != QD_OK)
             goto fail;
     }
-    for (int i = 0; i < s->chain.n_binary; i++) {
-        const dnnl_memory_desc_t *m = dnnl_primitive_desc_query_md(
-            pd, dnnl_query_exec_arg_md,
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
-        QD_DNNL_TRY(g, n, dnnl_memory_create(&s->bin[i], m, eng, DNNL_MEMORY_NONE));
-    }
+    if ((st = qd_dnnl_create_binary(a, pd, &s->chain, s->bin)) != QD_OK)
+        goto fail;
     QD_DNNL_TRY(g, n, dnnl_primitive_create(&s->prim, pd));
     const_dnnl_primitive_desc_t ppd;
     QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->prim, &ppd));
@@ -469,19 +465,11 @@ static qd_status mm_execute(const qd_kernel_args *a, mm_state *s)
                                                           DNNL_ARG_SRC_1,
                                        s->cmem};
     }
-    for (int i = 0; i < s->chain.n_binary; i++) {
-        QD_DNNL_TRY(g, n,
-                    dnnl_memory_set_data_handle(s->bin[i], a->inputs[s->chain.bin_input[i]]->data));
-        args[na++] = (dnnl_exec_arg_t){
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(s->chain.bin_pos[i]) | DNNL_ARG_SRC_1, s->bin[i]};
-    }
-    /* A residual added by the `sum` post-op is read from dst: put it there
-     * (brg matmul runs slower with a full-size binary operand). */
-    if (s->chain.sum_input >= 0) {
-        const qd_tensor *r = a->inputs[s->chain.sum_input];
-        if (r->data != a->outputs[0]->data)
-            memcpy(a->outputs[0]->data, r->data, a->outputs[0]->nbytes);
-    }
+    if ((st = qd_dnnl_bind_binary(a, &s->chain, s->bin, args, &na)) != QD_OK)
+        goto fail;
+    /* The residual goes through `sum`, not a full-size binary operand (brg
+     * matmul runs slower with one). */
+    qd_dnnl_residual_to_dst(a, &s->chain);
     QD_DNNL_TRY(g, n, dnnl_primitive_execute(s->prim, strm, na, args));
     QD_DNNL_TRY(g, n, dnnl_stream_wait(strm));
     if (s->chain.tail_from < a->n_fused)

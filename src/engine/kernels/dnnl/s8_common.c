@@ -66,12 +66,8 @@ qd_status qd_dnnl_s8_build(const qd_kernel_args *a, const void *op_desc,
         QD_DNNL_TRY(g, n, dnnl_memory_create(&p->wei, wei_md, eng, DNNL_MEMORY_NONE));
     QD_DNNL_TRY(g, n, dnnl_memory_create(&p->src, src_md, eng, DNNL_MEMORY_NONE));
     QD_DNNL_TRY(g, n, dnnl_memory_create(&p->dst, dst_md, eng, DNNL_MEMORY_NONE));
-    for (int i = 0; i < p->chain.n_binary; i++) {
-        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(
-            pd, dnnl_query_exec_arg_md,
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(p->chain.bin_pos[i]) | DNNL_ARG_SRC_1);
-        QD_DNNL_TRY(g, n, dnnl_memory_create(&p->bin[i], md, eng, DNNL_MEMORY_NONE));
-    }
+    if ((st = qd_dnnl_create_binary(a, pd, &p->chain, p->bin)) != QD_OK)
+        goto fail;
     QD_DNNL_TRY(g, n, dnnl_primitive_create(&p->prim, pd));
     const_dnnl_primitive_desc_t ppd;
     QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(p->prim, &ppd));
@@ -125,19 +121,9 @@ qd_status qd_dnnl_s8_execute(const qd_kernel_args *a, qd_dnnl_s8_prim *p, const 
     QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(p->dst, y->data));
     if (wei_data)
         QD_DNNL_TRY(g, n, dnnl_memory_set_data_handle(p->wei, (void *)wei_data));
-    for (int i = 0; i < p->chain.n_binary; i++) {
-        QD_DNNL_TRY(g, n,
-                    dnnl_memory_set_data_handle(p->bin[i], a->inputs[p->chain.bin_input[i]]->data));
-        args[na++] = (dnnl_exec_arg_t){
-            DNNL_ARG_ATTR_MULTIPLE_POST_OP(p->chain.bin_pos[i]) | DNNL_ARG_SRC_1, p->bin[i]};
-    }
-    if (p->chain.sum_input >= 0) {
-        /* `sum` reads the residual from dst (nothing to do when the engine
-         * gave dst the residual's dying buffer). */
-        const qd_tensor *r = a->inputs[p->chain.sum_input];
-        if (r->data != y->data)
-            memcpy(y->data, r->data, y->nbytes);
-    }
+    if ((st = qd_dnnl_bind_binary(a, &p->chain, p->bin, args, &na)) != QD_OK)
+        goto fail;
+    qd_dnnl_residual_to_dst(a, &p->chain);
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->src};
     args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, p->wei};
     if (p->bias)
