@@ -21,6 +21,7 @@
 #include "engine/kernels/ref/ref_nn.h"
 #include "engine/kernels/x86/x86_kernels.h"
 #include "ir/graph.h"
+#include "graph_build.h"
 
 static unsigned g_seed = 7;
 static float frand(void)
@@ -51,29 +52,14 @@ static qd_value *zero_i8(qd_graph *g, int64_t n)
     return qd_graph_add_initializer(g, "zp", t);
 }
 
-static qd_value *input(qd_graph *g, const char *name, int rank, const int64_t *dims)
-{
-    qd_value *v = qd_graph_new_value(g, name, name);
-    qd_value_set_shape(v, QD_DT_FLOAT, rank, dims);
-    assert_int_equal(qd_graph_add_input(g, v), QD_OK);
-    return v;
-}
-
-static qd_value *node1(qd_graph *g, const char *op, qd_value **ins, int n_in)
-{
-    qd_value *y = qd_graph_new_value(g, NULL, op);
-    qd_graph_add_node(g, op, "", NULL, ins, n_in, &y, 1);
-    return y;
-}
-
 /* x -> Q(s) -> DQ(s): the int8 view of an activation. */
 static qd_value *qdq(qd_graph *g, qd_value *x, float s)
 {
     qd_value *sc = scalar_f32(g, "s", s), *zp = zero_i8(g, 0);
     qd_value *in[3] = {x, sc, zp};
-    qd_value *q = node1(g, "QuantizeLinear", in, 3);
+    qd_value *q = tg_node1(g, "QuantizeLinear", in, 3);
     in[0] = q;
-    return node1(g, "DequantizeLinear", in, 3);
+    return tg_node1(g, "DequantizeLinear", in, 3);
 }
 
 /* A constant int8 weight with per-channel scales on `axis`, dequantized. */
@@ -90,14 +76,9 @@ static qd_value *weight_dq(qd_graph *g, int rank, const int64_t *dims, int axis)
     qd_value *sv = const_f32(g, "ws", 1, &c, sc);
     free(sc);
     qd_value *in[3] = {wv, sv, zero_i8(g, c)};
-    qd_value *y = node1(g, "DequantizeLinear", in, 3);
+    qd_value *y = tg_node1(g, "DequantizeLinear", in, 3);
     qd_node_set_attr_int(y->producer, "axis", axis);
     return y;
-}
-
-static void mark_output(qd_graph *g, qd_value *v)
-{
-    assert_int_equal(qd_graph_add_output(g, v), QD_OK);
 }
 
 /* Runs g on the given inputs, fast (INT8 lowering) or reference; returns
@@ -172,11 +153,11 @@ static void run_conv_case(const conv_case *cc)
     qd_value *ins[2];
     float *data[2];
     int n_in = 0;
-    ins[n_in] = input(g, "x", 4, xd);
+    ins[n_in] = tg_input(g, "x", QD_DT_FLOAT, 4, xd);
     data[n_in++] = random_data(4, xd);
     qd_value *rd = NULL;
     if (cc->residual) {
-        ins[n_in] = input(g, "r", 4, yd);
+        ins[n_in] = tg_input(g, "r", QD_DT_FLOAT, 4, yd);
         data[n_in++] = random_data(4, yd);
         rd = qdq(g, ins[1], 0.017f);
     }
@@ -187,7 +168,7 @@ static void run_conv_case(const conv_case *cc)
     qd_value *b = const_f32(g, "b", 1, &cc->o, bias);
     free(bias);
     qd_value *cin[3] = {xd_, w, b};
-    qd_value *y = node1(g, "Conv", cin, 3);
+    qd_value *y = tg_node1(g, "Conv", cin, 3);
     qd_node *conv = y->producer;
     int64_t pads[4] = {cc->pad, cc->pad, cc->pad, cc->pad}, strides[2] = {cc->stride, cc->stride};
     qd_node_set_attr_ints(conv, "pads", pads, 4);
@@ -195,18 +176,18 @@ static void run_conv_case(const conv_case *cc)
     qd_node_set_attr_int(conv, "group", cc->group);
     if (cc->residual) {
         qd_value *a[2] = {y, rd};
-        y = node1(g, "Add", a, 2);
+        y = tg_node1(g, "Add", a, 2);
     }
     if (cc->relu)
-        y = node1(g, "Relu", &y, 1);
+        y = tg_node1(g, "Relu", &y, 1);
     float step = 0.0f;
     if (cc->requant) {
         step = 0.05f;
         y = qdq(g, y, step);
     }
     /* A float tail keeps the conv's own output off the graph output. */
-    qd_value *tail = node1(g, "Identity", &y, 1);
-    mark_output(g, tail);
+    qd_value *tail = tg_node1(g, "Identity", &y, 1);
+    tg_output(g, tail);
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
 
     int lowered, requantized, l2, r2;
@@ -268,7 +249,7 @@ static void run_linear_case(int gemm, int64_t b, int64_t t, int64_t k, int64_t n
     int xr = gemm ? 2 : 3;
     if (gemm)
         xd[0] = b * t, xd[1] = k;
-    qd_value *x = input(g, "x", xr, xd);
+    qd_value *x = tg_input(g, "x", QD_DT_FLOAT, xr, xd);
     float *data[1] = {random_data(xr, xd)};
     qd_value *xq = qdq(g, x, 0.0157f);
     float *bias = random_data(1, &nn);
@@ -278,24 +259,24 @@ static void run_linear_case(int gemm, int64_t b, int64_t t, int64_t k, int64_t n
     if (gemm) {
         int64_t wd[2] = {nn, k};
         qd_value *in[3] = {xq, weight_dq(g, 2, wd, 0), bv};
-        y = node1(g, "Gemm", in, 3);
+        y = tg_node1(g, "Gemm", in, 3);
         qd_node_set_attr_int(y->producer, "transB", 1);
     } else {
         int64_t wd[2] = {k, nn};
         qd_value *in[2] = {xq, weight_dq(g, 2, wd, 1)};
-        y = node1(g, "MatMul", in, 2);
+        y = tg_node1(g, "MatMul", in, 2);
         qd_value *a[2] = {y, bv};
-        y = node1(g, "Add", a, 2);
+        y = tg_node1(g, "Add", a, 2);
     }
     if (relu)
-        y = node1(g, relu == 2 ? "Gelu" : "Relu", &y, 1);
+        y = tg_node1(g, relu == 2 ? "Gelu" : "Relu", &y, 1);
     float step = 0.0f;
     if (requant) {
         step = 0.04f;
         y = qdq(g, y, step);
     }
-    qd_value *tail = node1(g, "Identity", &y, 1);
-    mark_output(g, tail);
+    qd_value *tail = tg_node1(g, "Identity", &y, 1);
+    tg_output(g, tail);
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     qd_value *ins[1] = {x};
     int lowered, requantized, l2, r2;
@@ -335,17 +316,17 @@ static void run_batched_case(int64_t b, int64_t h, int64_t m, int64_t k, int64_t
     qd_graph *g = qd_graph_new();
     g->opset = 17;
     int64_t ad[4] = {b, h, m, k}, bd[4] = {b, h, k, nn};
-    qd_value *ins[2] = {input(g, "a", 4, ad), input(g, "b", 4, bd)};
+    qd_value *ins[2] = {tg_input(g, "a", QD_DT_FLOAT, 4, ad), tg_input(g, "b", QD_DT_FLOAT, 4, bd)};
     float *data[2] = {random_data(4, ad), random_data(4, bd)};
     qd_value *mm[2] = {qdq(g, ins[0], 0.0157f), qdq(g, ins[1], 0.011f)};
-    qd_value *y = node1(g, "MatMul", mm, 2);
+    qd_value *y = tg_node1(g, "MatMul", mm, 2);
     float step = 0.0f;
     if (requant) {
         step = 0.03f;
         y = qdq(g, y, step);
     }
-    qd_value *tail = node1(g, "Identity", &y, 1);
-    mark_output(g, tail);
+    qd_value *tail = tg_node1(g, "Identity", &y, 1);
+    tg_output(g, tail);
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     int lowered, requantized, l2, r2;
     float *fast = run(g, 0, ins, data, 2, &lowered, &requantized);
@@ -378,7 +359,7 @@ static void run_norm_quant_case(const char *op, int64_t rows, int64_t n)
     qd_graph *g = qd_graph_new();
     g->opset = 17;
     int64_t xd[2] = {rows, n};
-    qd_value *x = input(g, "x", 2, xd);
+    qd_value *x = tg_input(g, "x", QD_DT_FLOAT, 2, xd);
     float *data[1] = {random_data(2, xd)};
     qd_value *y;
     if (!strcmp(op, "LayerNormalization")) {
@@ -386,14 +367,14 @@ static void run_norm_quant_case(const char *op, int64_t rows, int64_t n)
         qd_value *in[3] = {x, const_f32(g, "scale", 1, &n, sc), const_f32(g, "bias", 1, &n, bi)};
         free(sc);
         free(bi);
-        y = node1(g, op, in, 3);
+        y = tg_node1(g, op, in, 3);
     } else {
-        y = node1(g, op, &x, 1);
+        y = tg_node1(g, op, &x, 1);
     }
     float step = !strcmp(op, "Softmax") ? 1.0f / 127.0f : 0.03f;
     y = qdq(g, y, step);
-    qd_value *tail = node1(g, "Identity", &y, 1);
-    mark_output(g, tail);
+    qd_value *tail = tg_node1(g, "Identity", &y, 1);
+    tg_output(g, tail);
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     qd_engine_options opt = {.threads = 2};
     qd_engine *e = NULL;
@@ -433,7 +414,7 @@ static void check_q_kernel(qd_dtype qt, int zp, float scale)
     qd_graph *g = qd_graph_new();
     g->opset = 17;
     const int64_t n = 1000;
-    qd_value *x = input(g, "x", 1, &n);
+    qd_value *x = tg_input(g, "x", QD_DT_FLOAT, 1, &n);
     qd_value *sc = scalar_f32(g, "s", scale);
     qd_tensor *zt = qd_tensor_new(qt, 0, NULL);
     if (qt == QD_DT_INT8)
@@ -442,10 +423,10 @@ static void check_q_kernel(qd_dtype qt, int zp, float scale)
         *(uint8_t *)zt->data = (uint8_t)zp;
     qd_value *zv = qd_graph_add_initializer(g, "z", zt);
     qd_value *in[3] = {x, sc, zv};
-    qd_value *q = node1(g, "QuantizeLinear", in, 3);
+    qd_value *q = tg_node1(g, "QuantizeLinear", in, 3);
     in[0] = q;
-    qd_value *y = node1(g, "DequantizeLinear", in, 3);
-    mark_output(g, y);
+    qd_value *y = tg_node1(g, "DequantizeLinear", in, 3);
+    tg_output(g, y);
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     assert_true(qd_x86_supports(q->producer));
     assert_true(qd_x86_supports(y->producer));
@@ -509,21 +490,21 @@ static void test_not_lowered(void **state)
     qd_graph *g = qd_graph_new();
     g->opset = 17;
     int64_t xd[4] = {1, 8, 6, 6};
-    qd_value *x = input(g, "x", 4, xd);
+    qd_value *x = tg_input(g, "x", QD_DT_FLOAT, 4, xd);
     qd_value *sc = scalar_f32(g, "s", 0.02f);
     qd_tensor *zt = qd_tensor_new(QD_DT_UINT8, 0, NULL);
     *(uint8_t *)zt->data = 128;
     qd_value *zv = qd_graph_add_initializer(g, "z", zt);
     qd_value *in[3] = {x, sc, zv};
-    qd_value *q = node1(g, "QuantizeLinear", in, 3);
+    qd_value *q = tg_node1(g, "QuantizeLinear", in, 3);
     in[0] = q;
-    qd_value *xq = node1(g, "DequantizeLinear", in, 3);
+    qd_value *xq = tg_node1(g, "DequantizeLinear", in, 3);
     int64_t wd[4] = {8, 8, 3, 3};
     qd_value *cin[2] = {xq, weight_dq(g, 4, wd, 0)};
-    qd_value *y = node1(g, "Conv", cin, 2);
+    qd_value *y = tg_node1(g, "Conv", cin, 2);
     int64_t pads[4] = {1, 1, 1, 1};
     qd_node_set_attr_ints(y->producer, "pads", pads, 4);
-    mark_output(g, y);
+    tg_output(g, y);
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     float *data[1] = {random_data(4, xd)};
     qd_value *ins[1] = {x};

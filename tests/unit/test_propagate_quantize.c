@@ -21,6 +21,7 @@
 #include "engine/engine.h"
 #include "engine/kernels/x86/x86_kernels.h"
 #include "ir/graph.h"
+#include "graph_build.h"
 #include "passes/passes.h"
 
 static unsigned g_seed = 11;
@@ -52,26 +53,6 @@ static qd_value *zero_point(qd_graph *g, qd_dtype dt, int64_t n)
     return qd_graph_add_initializer(g, "zp", t);
 }
 
-static qd_value *input(qd_graph *g, const char *name, qd_dtype dt, int rank, const int64_t *dims)
-{
-    qd_value *v = qd_graph_new_value(g, name, name);
-    qd_value_set_shape(v, dt, rank, dims);
-    assert_int_equal(qd_graph_add_input(g, v), QD_OK);
-    return v;
-}
-
-static qd_value *node1(qd_graph *g, const char *op, qd_value **ins, int n_in)
-{
-    qd_value *y = qd_graph_new_value(g, NULL, op);
-    qd_graph_add_node(g, op, "", NULL, ins, n_in, &y, 1);
-    return y;
-}
-
-static void mark_output(qd_graph *g, qd_value *v)
-{
-    assert_int_equal(qd_graph_add_output(g, v), QD_OK);
-}
-
 /* x -> Q(s, 0) in dt; per channel (axis 1, c scales) when c > 0. */
 static qd_value *quantize(qd_graph *g, qd_value *x, float s, qd_dtype dt, int64_t c)
 {
@@ -86,7 +67,7 @@ static qd_value *quantize(qd_graph *g, qd_value *x, float s, qd_dtype dt, int64_
         sc = const_f32(g, "s", 0, NULL, &s);
     }
     qd_value *in[3] = {x, sc, zero_point(g, dt, c)};
-    qd_value *q = node1(g, "QuantizeLinear", in, 3);
+    qd_value *q = tg_node1(g, "QuantizeLinear", in, 3);
     if (c > 0)
         qd_node_set_attr_int(q->producer, "axis", 1);
     return q;
@@ -95,7 +76,7 @@ static qd_value *quantize(qd_graph *g, qd_value *x, float s, qd_dtype dt, int64_
 static qd_value *dequantize(qd_graph *g, qd_value *q, float s, qd_dtype dt)
 {
     qd_value *in[3] = {q, const_f32(g, "s", 0, NULL, &s), zero_point(g, dt, 0)};
-    return node1(g, "DequantizeLinear", in, 3);
+    return tg_node1(g, "DequantizeLinear", in, 3);
 }
 
 /* ---- one op between x and Q ---- */
@@ -153,7 +134,7 @@ static built build_case(op_case c)
     qd_graph *g = b.g;
     g->opset = 17;
     int64_t xd[4] = {1, 4, 6, 6};
-    qd_value *x = input(g, "x", QD_DT_FLOAT, 4, xd);
+    qd_value *x = tg_input(g, "x", QD_DT_FLOAT, 4, xd);
     b.in[b.n_in++] = x;
     qd_value *y = NULL;
     qd_dtype qdt = QD_DT_INT8;
@@ -168,11 +149,11 @@ static built build_case(op_case c)
     case CASE_RESCALE:
     case CASE_TWO_CONSUMERS:
     case CASE_GRAPH_OUTPUT:
-        y = node1(g, "MaxPool", &x, 1);
+        y = tg_node1(g, "MaxPool", &x, 1);
         set_pool_attrs(y->producer);
         break;
     case CASE_AVERAGE_POOL:
-        y = node1(g, "AveragePool", &x, 1);
+        y = tg_node1(g, "AveragePool", &x, 1);
         set_pool_attrs(y->producer);
         break;
     case CASE_MAXPOOL_INDICES: {
@@ -180,46 +161,46 @@ static built build_case(op_case c)
         qd_node *n = qd_graph_add_node(g, "MaxPool", "", NULL, &x, 1, outs, 2);
         set_pool_attrs(n);
         y = outs[0];
-        mark_output(g, outs[1]);
+        tg_output(g, outs[1]);
         break;
     }
     case CASE_RESHAPE: {
         int64_t shape[2] = {1, -1};
         qd_value *in[2] = {x, const_i64(g, "shape", 2, shape)};
-        y = node1(g, "Reshape", in, 2);
+        y = tg_node1(g, "Reshape", in, 2);
         break;
     }
     case CASE_SHAPE_INPUT: {
         int64_t sd[1] = {2};
-        qd_value *shape = input(g, "shape", QD_DT_INT64, 1, sd);
+        qd_value *shape = tg_input(g, "shape", QD_DT_INT64, 1, sd);
         b.in[b.n_in++] = shape;
         qd_value *in[2] = {x, shape};
-        y = node1(g, "Reshape", in, 2);
+        y = tg_node1(g, "Reshape", in, 2);
         break;
     }
-    case CASE_FLATTEN: y = node1(g, "Flatten", &x, 1); break;
+    case CASE_FLATTEN: y = tg_node1(g, "Flatten", &x, 1); break;
     case CASE_CHAIN: {
-        y = node1(g, "Flatten", &x, 1);
+        y = tg_node1(g, "Flatten", &x, 1);
         int64_t shape[3] = {1, 4, 36};
         qd_value *in[2] = {y, const_i64(g, "shape", 3, shape)};
-        y = node1(g, "Reshape", in, 2);
+        y = tg_node1(g, "Reshape", in, 2);
         break;
     }
     case CASE_SQUEEZE: {
         int64_t axes[1] = {0};
         qd_value *in[2] = {x, const_i64(g, "axes", 1, axes)};
-        y = node1(g, "Squeeze", in, 2);
+        y = tg_node1(g, "Squeeze", in, 2);
         break;
     }
     case CASE_UNSQUEEZE: {
         int64_t axes[1] = {2};
         qd_value *in[2] = {x, const_i64(g, "axes", 1, axes)};
-        y = node1(g, "Unsqueeze", in, 2);
+        y = tg_node1(g, "Unsqueeze", in, 2);
         break;
     }
     case CASE_TRANSPOSE:
     case CASE_PER_CHANNEL: {
-        y = node1(g, "Transpose", &x, 1);
+        y = tg_node1(g, "Transpose", &x, 1);
         int64_t perm[4] = {0, 2, 3, 1};
         qd_node_set_attr_ints(y->producer, "perm", perm, 4);
         if (c == CASE_PER_CHANNEL)
@@ -230,12 +211,12 @@ static built build_case(op_case c)
         int64_t st[2] = {1, 0}, en[2] = {4, 5}, ax[2] = {1, 3};
         qd_value *in[4] = {x, const_i64(g, "starts", 2, st), const_i64(g, "ends", 2, en),
                            const_i64(g, "axes", 2, ax)};
-        y = node1(g, "Slice", in, 4);
+        y = tg_node1(g, "Slice", in, 4);
         break;
     }
     case CASE_RELU:
     case CASE_RELU_UINT8:
-        y = node1(g, "Relu", &x, 1);
+        y = tg_node1(g, "Relu", &x, 1);
         if (c == CASE_RELU_UINT8)
             qdt = QD_DT_UINT8;
         break;
@@ -245,16 +226,16 @@ static built build_case(op_case c)
         for (int i = 0; i < 16; i++)
             w[i] = frand();
         qd_value *in[2] = {x, const_f32(g, "w", 4, wd, w)};
-        y = node1(g, "Conv", in, 2);
-        y = node1(g, "Relu", &y, 1);
+        y = tg_node1(g, "Conv", in, 2);
+        y = tg_node1(g, "Relu", &y, 1);
         break;
     }
     case CASE_CONCAT: {
         int64_t x2d[4] = {1, 3, 6, 6};
-        qd_value *x2 = input(g, "x2", QD_DT_FLOAT, 4, x2d);
+        qd_value *x2 = tg_input(g, "x2", QD_DT_FLOAT, 4, x2d);
         b.in[b.n_in++] = x2;
         qd_value *in[2] = {x, x2};
-        y = node1(g, "Concat", in, 2);
+        y = tg_node1(g, "Concat", in, 2);
         qd_node_set_attr_int(y->producer, "axis", 1);
         break;
     }
@@ -262,9 +243,9 @@ static built build_case(op_case c)
     }
     b.op = c == CASE_CHAIN ? x->uses[0].node : y->producer;
     if (c == CASE_TWO_CONSUMERS)
-        mark_output(g, node1(g, "Identity", &y, 1));
+        tg_output(g, tg_node1(g, "Identity", &y, 1));
     if (c == CASE_GRAPH_OUTPUT)
-        mark_output(g, y);
+        tg_output(g, y);
     qd_value *q = quantize(g, y, 0.05f, qdt, per_channel);
     qd_value *dq;
     if (per_channel) {
@@ -274,12 +255,12 @@ static built build_case(op_case c)
             s[i] = 0.05f * (1.0f + 0.1f * (float)i);
         int64_t n6 = 6;
         qd_value *in[3] = {q, const_f32(g, "s", 1, &n6, s), zero_point(g, qdt, 6)};
-        dq = node1(g, "DequantizeLinear", in, 3);
+        dq = tg_node1(g, "DequantizeLinear", in, 3);
         qd_node_set_attr_int(dq->producer, "axis", 1);
     } else {
         dq = dequantize(g, q, 0.05f, qdt);
     }
-    mark_output(g, node1(g, "Identity", &dq, 1));
+    tg_output(g, tg_node1(g, "Identity", &dq, 1));
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     return b;
 }
@@ -417,7 +398,7 @@ static qd_value *weight_dq(qd_graph *g, int64_t o, int64_t c, int64_t k)
     qd_value *in[3] = {qd_graph_add_initializer(g, "w", w), const_f32(g, "ws", 1, &o, sc),
                        zero_point(g, QD_DT_INT8, o)};
     free(sc);
-    qd_value *y = node1(g, "DequantizeLinear", in, 3);
+    qd_value *y = tg_node1(g, "DequantizeLinear", in, 3);
     qd_node_set_attr_int(y->producer, "axis", 0);
     return y;
 }
@@ -429,7 +410,7 @@ static qd_value *conv(qd_graph *g, qd_value *x, int64_t o, int64_t c)
         bias[i] = 0.1f * frand();
     qd_value *in[3] = {x, weight_dq(g, o, c, 3), const_f32(g, "b", 1, &o, bias)};
     free(bias);
-    qd_value *y = node1(g, "Conv", in, 3);
+    qd_value *y = tg_node1(g, "Conv", in, 3);
     int64_t pads[4] = {1, 1, 1, 1};
     qd_node_set_attr_ints(y->producer, "pads", pads, 4);
     return y;
@@ -447,19 +428,19 @@ static built build_resnet_like(int ort)
     qd_graph *g = b.g;
     g->opset = 17;
     int64_t xd[4] = {2, 16, 20, 20};
-    qd_value *x = input(g, "x", QD_DT_FLOAT, 4, xd);
+    qd_value *x = tg_input(g, "x", QD_DT_FLOAT, 4, xd);
     b.in[b.n_in++] = x;
     qd_value *y = dequantize(g, quantize(g, x, S_IN, QD_DT_INT8, 0), S_IN, QD_DT_INT8);
-    y = node1(g, "Relu", (qd_value *[]){conv(g, y, 32, 16)}, 1);
+    y = tg_node1(g, "Relu", (qd_value *[]){conv(g, y, 32, 16)}, 1);
     if (ort)
         y = dequantize(g, quantize(g, y, S_POOL, QD_DT_INT8, 0), S_POOL, QD_DT_INT8);
-    y = node1(g, "MaxPool", &y, 1);
+    y = tg_node1(g, "MaxPool", &y, 1);
     set_pool_attrs(y->producer);
     b.op = y->producer;
     y = dequantize(g, quantize(g, y, S_POOL, QD_DT_INT8, 0), S_POOL, QD_DT_INT8);
-    y = node1(g, "Relu", (qd_value *[]){conv(g, y, 32, 32)}, 1);
+    y = tg_node1(g, "Relu", (qd_value *[]){conv(g, y, 32, 32)}, 1);
     y = dequantize(g, quantize(g, y, S_OUT, QD_DT_INT8, 0), S_OUT, QD_DT_INT8);
-    mark_output(g, node1(g, "Identity", &y, 1));
+    tg_output(g, tg_node1(g, "Identity", &y, 1));
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     return b;
 }
@@ -558,7 +539,7 @@ static void test_nhwc_8bit_pool(void **state)
             qd_graph *g = b[k].g;
             g->opset = 17;
             int64_t xd[4] = {1, 24, 15, 15}, wd[4] = {24, 24, 3, 3}, o = 24;
-            qd_value *x = input(g, "x", QD_DT_FLOAT, 4, xd);
+            qd_value *x = tg_input(g, "x", QD_DT_FLOAT, 4, xd);
             b[k].in[b[k].n_in++] = x;
             float *w = malloc(24 * 24 * 9 * sizeof *w), bias[24];
             for (int i = 0; i < 24 * 24 * 9; i++)
@@ -567,15 +548,15 @@ static void test_nhwc_8bit_pool(void **state)
                 bias[i] = 0.1f * frand();
             qd_value *in[3] = {x, const_f32(g, "w", 4, wd, w), const_f32(g, "b", 1, &o, bias)};
             free(w);
-            qd_value *y = node1(g, "Conv", in, 3);
+            qd_value *y = tg_node1(g, "Conv", in, 3);
             int64_t pads[4] = {1, 1, 1, 1};
             qd_node_set_attr_ints(y->producer, "pads", pads, 4);
-            y = node1(g, "Relu", &y, 1);
-            y = node1(g, "MaxPool", &y, 1);
+            y = tg_node1(g, "Relu", &y, 1);
+            y = tg_node1(g, "MaxPool", &y, 1);
             set_pool_attrs(y->producer);
             b[k].op = y->producer;
             y = dequantize(g, quantize(g, y, 0.02f, dt, 0), 0.02f, dt);
-            mark_output(g, node1(g, "Identity", &y, 1));
+            tg_output(g, tg_node1(g, "Identity", &y, 1));
             assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
         }
         assert_int_equal(qd_graph_canonicalize(b[1].g), QD_OK);

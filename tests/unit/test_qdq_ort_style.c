@@ -22,6 +22,7 @@
 #include "base/alloc.h"
 #include "engine/engine.h"
 #include "ir/graph.h"
+#include "graph_build.h"
 #include "onnx/onnx_io.h"
 #include "qdeploy.h"
 
@@ -51,32 +52,12 @@ static qd_value *zp_of(qd_graph *g, qd_dtype dt, int v)
     return konst(g, "zp", dt, 0, NULL, dt == QD_DT_UINT8 ? (const void *)&u : (const void *)&s);
 }
 
-static qd_value *input(qd_graph *g, const char *name, qd_dtype dt, int rank, const int64_t *dims)
-{
-    qd_value *v = qd_graph_new_value(g, name, name);
-    qd_value_set_shape(v, dt, rank, dims);
-    assert_int_equal(qd_graph_add_input(g, v), QD_OK);
-    return v;
-}
-
-static qd_value *node1(qd_graph *g, const char *op, qd_value **ins, int n_in)
-{
-    qd_value *y = qd_graph_new_value(g, NULL, op);
-    qd_graph_add_node(g, op, "", NULL, ins, n_in, &y, 1);
-    return y;
-}
-
-static void mark_output(qd_graph *g, qd_value *v)
-{
-    assert_int_equal(qd_graph_add_output(g, v), QD_OK);
-}
-
 /* x -> Q(s, zp) -> DQ(s, zp): an activation as onnxruntime quantizes it. */
 static qd_value *qdq(qd_graph *g, qd_value *x, float s, qd_dtype dt, int zp)
 {
     qd_value *in[3] = {x, scalar_f32(g, s), zp_of(g, dt, zp)};
-    in[0] = node1(g, "QuantizeLinear", in, 3);
-    return node1(g, "DequantizeLinear", in, 3);
+    in[0] = tg_node1(g, "QuantizeLinear", in, 3);
+    return tg_node1(g, "DequantizeLinear", in, 3);
 }
 
 /* A constant int8 weight (symmetric) with per-channel scales on `axis`,
@@ -95,7 +76,7 @@ static qd_value *weight_dq(qd_graph *g, int rank, const int64_t *dims, int axis,
                        konst(g, "wz", QD_DT_INT8, 1, &c, z)};
     free(w);
     free(z);
-    qd_value *y = node1(g, "DequantizeLinear", in, 3);
+    qd_value *y = tg_node1(g, "DequantizeLinear", in, 3);
     qd_node_set_attr_int(y->producer, "axis", axis);
     return y;
 }
@@ -117,7 +98,7 @@ static qd_value *bias_dq(qd_graph *g, int64_t c, float sx, const float *sw, floa
     free(b);
     free(sb);
     free(z);
-    qd_value *y = node1(g, "DequantizeLinear", in, 3);
+    qd_value *y = tg_node1(g, "DequantizeLinear", in, 3);
     qd_node_set_attr_int(y->producer, "axis", 0);
     return y;
 }
@@ -193,7 +174,7 @@ static void run_ort_case(const ort_case *oc)
     qd_graph *g = qd_graph_new();
     g->opset = 17;
     int64_t xd[4] = {1, oc->c, oc->hw, oc->hw}, xg[2] = {3, oc->c};
-    qd_value *x = oc->gemm ? input(g, "x", QD_DT_FLOAT, 2, xg) : input(g, "x", QD_DT_FLOAT, 4, xd);
+    qd_value *x = oc->gemm ? tg_input(g, "x", QD_DT_FLOAT, 2, xg) : tg_input(g, "x", QD_DT_FLOAT, 4, xd);
     float sx = 0.0123f;
     int zx = oc->xzp ? oc->xzp : oc->act == QD_DT_UINT8 ? 100 : 0;
     qd_value *xq = qdq(g, x, sx, oc->act, zx);
@@ -203,14 +184,14 @@ static void run_ort_case(const ort_case *oc)
         int64_t wd[2] = {oc->o, oc->c};
         qd_value *in[3] = {xq, weight_dq(g, 2, wd, 0, sw), NULL};
         in[2] = bias_dq(g, oc->o, sx, sw, oc->bias_err, oc->bias_zp);
-        y = node1(g, "Gemm", in, 3);
+        y = tg_node1(g, "Gemm", in, 3);
         qd_node_set_attr_int(y->producer, "transB", 1);
     } else {
         int64_t group = oc->group > 1 ? oc->group : 1;
         int64_t wd[4] = {oc->o, oc->c / group, oc->k, oc->k};
         qd_value *in[3] = {xq, weight_dq(g, 4, wd, 0, sw), NULL};
         in[2] = bias_dq(g, oc->o, sx, sw, oc->bias_err, oc->bias_zp);
-        y = node1(g, "Conv", in, 3);
+        y = tg_node1(g, "Conv", in, 3);
         int64_t pads[4] = {oc->pad, oc->pad, oc->pad, oc->pad}, st[2] = {oc->stride, oc->stride};
         qd_node_set_attr_ints(y->producer, "pads", pads, 4);
         qd_node_set_attr_ints(y->producer, "strides", st, 2);
@@ -219,16 +200,16 @@ static void run_ort_case(const ort_case *oc)
     free(sw);
     if (oc->res) {
         qd_value *a[2] = {y, qdq(g, x, 0.017f, oc->res, oc->res == QD_DT_UINT8 ? 90 : -9)};
-        y = node1(g, "Add", a, 2);
+        y = tg_node1(g, "Add", a, 2);
     }
     if (oc->relu)
-        y = node1(g, "Relu", &y, 1);
+        y = tg_node1(g, "Relu", &y, 1);
     float step = 0.0f;
     if (oc->requant) {
         step = 0.04f;
         y = qdq(g, y, step, QD_DT_UINT8, 7);
     }
-    mark_output(g, node1(g, "Identity", &y, 1));
+    tg_output(g, tg_node1(g, "Identity", &y, 1));
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     int64_t n_in = qd_value_numel(x), n_out = qd_value_numel(g->outputs[0]);
     float *data = random_data(n_in);
@@ -318,10 +299,10 @@ static qd_graph *qlinear_graph(unsigned seed, int conv, int64_t c, int64_t o, in
     qd_graph *g = qd_graph_new();
     g->opset = 13;
     int64_t xd[4] = {1, c, 9, 9}, xm[2] = {5, c};
-    qd_value *x = conv ? input(g, "x", QD_DT_FLOAT, 4, xd) : input(g, "x", QD_DT_FLOAT, 2, xm);
+    qd_value *x = conv ? tg_input(g, "x", QD_DT_FLOAT, 4, xd) : tg_input(g, "x", QD_DT_FLOAT, 2, xm);
     float sx = 0.0117f, sy = 0.05f;
     qd_value *qin[3] = {x, scalar_f32(g, sx), zp_of(g, QD_DT_UINT8, 100)};
-    qd_value *xq = node1(g, "QuantizeLinear", qin, 3);
+    qd_value *xq = tg_node1(g, "QuantizeLinear", qin, 3);
     int64_t wd[4] = {o, c, k, k}, wm[2] = {c, o};
     int64_t nw = conv ? o * c * k * k : c * o;
     int8_t *w = malloc((size_t)nw), *wz = calloc((size_t)o, 1);
@@ -342,13 +323,13 @@ static qd_graph *qlinear_graph(unsigned seed, int conv, int64_t c, int64_t o, in
     free(wz);
     free(sw);
     free(b);
-    qd_value *yq = node1(g, conv ? "QLinearConv" : "QLinearMatMul", in, conv ? 9 : 8);
+    qd_value *yq = tg_node1(g, conv ? "QLinearConv" : "QLinearMatMul", in, conv ? 9 : 8);
     if (conv) {
         int64_t pads[4] = {1, 1, 1, 1};
         qd_node_set_attr_ints(yq->producer, "pads", pads, 4);
     }
     qd_value *dq[3] = {yq, in[6], in[7]};
-    mark_output(g, node1(g, "DequantizeLinear", dq, 3));
+    tg_output(g, tg_node1(g, "DequantizeLinear", dq, 3));
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     return g;
 }
