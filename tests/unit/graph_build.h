@@ -1,7 +1,10 @@
 /* Building small graphs in unit tests (cmocka): a graph input, a one-output
- * node, a graph output. Included by the tests that build QDQ graphs. */
+ * node, a graph output; and comparing an INT8 run with its reference.
+ * Included by the tests that build QDQ graphs. */
 #ifndef QD_TEST_GRAPH_BUILD_H
 #define QD_TEST_GRAPH_BUILD_H
+
+#include <math.h>
 
 #include "ir/graph.h"
 
@@ -26,6 +29,28 @@ static inline qd_value *tg_node1(qd_graph *g, const char *op, qd_value **ins, in
 static inline void tg_output(qd_graph *g, qd_value *v)
 {
     assert_int_equal(qd_graph_add_output(g, v), QD_OK);
+}
+
+/* An INT8 output against its reference (as written, or the reference
+ * kernels): with step > 0 (a requantized output) within one quantization
+ * step, and off by more than float rounding in at most 1% of the values
+ * (where oneDNN's float scaling rounds across a boundary the reference does
+ * not); with step 0 (a float output) within 1e-4 of the magnitude. */
+static inline void tg_compare(const float *fast, const float *ref, int64_t n, float step,
+                              const char *what)
+{
+    double max_ref = 0, max_diff = 0;
+    int64_t off = 0;
+    for (int64_t i = 0; i < n; i++) {
+        max_ref = fmax(max_ref, fabs(ref[i]));
+        double d = fabs(fast[i] - ref[i]);
+        max_diff = fmax(max_diff, d);
+        off += d > 1e-6 * fmax(1.0, fabs(ref[i]));
+    }
+    double tol = step > 0 ? step * 1.001 : 1e-4 * fmax(1.0, max_ref);
+    if (max_diff > tol || (step > 0 && off > n / 100 + 1))
+        fail_msg("%s: max |int8 - reference| %g (tolerance %g), %lld of %lld differ, max |ref| %g",
+                 what, max_diff, tol, (long long)off, (long long)n, max_ref);
 }
 
 #endif

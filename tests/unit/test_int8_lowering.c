@@ -118,25 +118,6 @@ static float *random_data(int rank, const int64_t *dims)
     return d;
 }
 
-/* Compares the fast and reference outputs: an int8-requantized output may
- * differ by one quantization step (s_y) where oneDNN's float scaling rounds
- * a tie the other way, rarely; a float output by float rounding only. */
-static void compare(const float *fast, const float *ref, int64_t n, float step, const char *what)
-{
-    double max_ref = 0, max_diff = 0;
-    int64_t off = 0;
-    for (int64_t i = 0; i < n; i++) {
-        max_ref = fmax(max_ref, fabs(ref[i]));
-        double d = fabs(fast[i] - ref[i]);
-        max_diff = fmax(max_diff, d);
-        off += d > 1e-6 * fmax(1.0, fabs(ref[i]));
-    }
-    double tol = step > 0 ? step * 1.001 : 1e-4 * fmax(1.0, max_ref);
-    if (max_diff > tol || (step > 0 && off > n / 100 + 1))
-        fail_msg("%s: max |fast - ref| %g (tolerance %g), %lld of %lld differ, max |ref| %g", what,
-                 max_diff, tol, (long long)off, (long long)n, max_ref);
-}
-
 typedef struct conv_case {
     int64_t n, c, o, h, w, k, stride, pad, group;
     int relu, residual, requant;
@@ -203,7 +184,7 @@ static void run_conv_case(const conv_case *cc)
     assert_int_equal(l2, 0);
     /* Requantized in the kernel when what is fused commutes with the scale. */
     assert_int_equal(requantized, cc->requant ? 1 : 0);
-    compare(fast, ref, qd_numel(4, yd), step, what);
+    tg_compare(fast, ref, qd_numel(4, yd), step, what);
     free(fast);
     free(ref);
     for (int i = 0; i < n_in; i++)
@@ -289,7 +270,7 @@ static void run_linear_case(int gemm, int64_t b, int64_t t, int64_t k, int64_t n
     /* Requantized in the kernel: a Gemm's bias is the kernel's own, a
      * MatMul's bias Add and GELU run in real units before 1/s_y. */
     assert_int_equal(requantized, requant ? 1 : 0);
-    compare(fast, ref, b * t * nn, step, what);
+    tg_compare(fast, ref, b * t * nn, step, what);
     free(fast);
     free(ref);
     free(data[0]);
@@ -336,7 +317,7 @@ static void run_batched_case(int64_t b, int64_t h, int64_t m, int64_t k, int64_t
              (long long)h, (long long)m, (long long)k, (long long)nn, requant);
     assert_int_equal(lowered, 1);
     assert_int_equal(requantized, requant);
-    compare(fast, ref, b * h * m * nn, step, what);
+    tg_compare(fast, ref, b * h * m * nn, step, what);
     free(fast);
     free(ref);
     free(data[0]);
@@ -390,7 +371,7 @@ static void run_norm_quant_case(const char *op, int64_t rows, int64_t n)
     float *ref = run(g, 1, ins, data, 1, &l2, &r2);
     char what[96];
     snprintf(what, sizeof what, "%s %lldx%lld -> int8", op, (long long)rows, (long long)n);
-    compare(fast, ref, rows * n, step, what);
+    tg_compare(fast, ref, rows * n, step, what);
     free(fast);
     free(ref);
     free(data[0]);
@@ -512,7 +493,7 @@ static void test_not_lowered(void **state)
     float *fast = run(g, 0, ins, data, 1, &lowered, &requantized);
     float *ref = run(g, 1, ins, data, 1, &l2, &r2);
     assert_int_equal(lowered, 0);
-    compare(fast, ref, qd_numel(4, xd), 0.0f, "uint8 conv");
+    tg_compare(fast, ref, qd_numel(4, xd), 0.0f, "uint8 conv");
     free(fast);
     free(ref);
     free(data[0]);

@@ -136,25 +136,6 @@ static float *random_data(int64_t n)
     return d;
 }
 
-/* INT8 vs as written: a requantized output within one step s_y (and rarely
- * so: only where float rounding crosses a rounding boundary); a float
- * output within float rounding. */
-static void compare(const float *fast, const float *ref, int64_t n, float step, const char *what)
-{
-    double max_ref = 0, max_diff = 0;
-    int64_t off = 0;
-    for (int64_t i = 0; i < n; i++) {
-        max_ref = fmax(max_ref, fabs(ref[i]));
-        double d = fabs(fast[i] - ref[i]);
-        max_diff = fmax(max_diff, d);
-        off += d > 1e-6 * fmax(1.0, fabs(ref[i]));
-    }
-    double tol = step > 0 ? step * 1.001 : 1e-4 * fmax(1.0, max_ref);
-    if (max_diff > tol || (step > 0 && off > n / 100 + 1))
-        fail_msg("%s: max |int8 - as written| %g (tolerance %g), %lld of %lld differ, max |ref| %g",
-                 what, max_diff, tol, (long long)off, (long long)n, max_ref);
-}
-
 typedef struct ort_case {
     int64_t c, o, hw, k, stride, pad;
     qd_dtype act;    /* uint8 (zero point 100) or int8 (zero point 0) */
@@ -227,7 +208,7 @@ static void run_ort_case(const ort_case *oc)
     if (i8 != oc->want_int8 || i8_ref != 0)
         fail_msg("%s: %d INT8 steps (as written %d), want %d", what, i8, i8_ref, oc->want_int8);
     assert_int_equal(rq, oc->want_int8 && oc->requant ? 1 : 0);
-    compare(fast, ref, n_out, step, what);
+    tg_compare(fast, ref, n_out, step, what);
     free(fast);
     free(ref);
     free(data);
@@ -368,8 +349,8 @@ static void test_qlinear_rewrite(void **state)
                  (long long)cases[i].c, (long long)cases[i].o, (long long)cases[i].k);
         if (i8 != 1 || rq != 1 || i8_ref != 0)
             fail_msg("%s: %d INT8 steps (%d requantized), want 1", what, i8, rq);
-        compare(fast, ref, n_out, 0.05f, what);
-        compare(written, ref, n_out, 0.05f, what);
+        tg_compare(fast, ref, n_out, 0.05f, what);
+        tg_compare(written, ref, n_out, 0.05f, what);
         free(fast);
         free(written);
         free(ref);
