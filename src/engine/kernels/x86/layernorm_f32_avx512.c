@@ -33,72 +33,76 @@ static QD_X86_AVX512 __m512d hi_pd(__m512 v)
     return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
+QD_X86_AVX512 void qd_x86_layernorm_row(const float *x, int64_t n, const float *sc,
+                                         const float *bi, double eps, float *y, int8_t *yq,
+                                         float qscale)
+{
+    const int64_t nv = n & ~(int64_t)15;
+    const __mmask16 tm = qd_x86_tail_mask(n - nv);
+    const __m512 qs = _mm512_set1_ps(qscale);
+    /* sum and sum of squares in double lanes: a float's square is
+     * exact in double, so var = E[x^2] - mean^2 loses only
+     * ~1e-16 * n * mean^2 / var (relative), nothing for activations */
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    __m512d q0 = _mm512_setzero_pd(), q1 = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i < nv; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        const __m512d a = lo_pd(v), b = hi_pd(v);
+        s0 = _mm512_add_pd(s0, a);
+        s1 = _mm512_add_pd(s1, b);
+        q0 = _mm512_fmadd_pd(a, a, q0);
+        q1 = _mm512_fmadd_pd(b, b, q1);
+    }
+    if (i < n) {
+        const __m512 v = _mm512_maskz_loadu_ps(tm, x + i);
+        const __m512d a = lo_pd(v), b = hi_pd(v);
+        s0 = _mm512_add_pd(s0, a);
+        s1 = _mm512_add_pd(s1, b);
+        q0 = _mm512_fmadd_pd(a, a, q0);
+        q1 = _mm512_fmadd_pd(b, b, q1);
+    }
+    const double mean = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) / (double)n;
+    double var = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1)) / (double)n - mean * mean;
+    if (var < 0)
+        var = 0;
+    /* x - mean with the mean split into float + float remainder:
+     * x - mhi is exact near the mean, so the centered values keep
+     * their precision even when |mean| >> std */
+    const float mhi = (float)mean, mlo = (float)(mean - (double)mhi);
+    const __m512 vmhi = _mm512_set1_ps(mhi), vmlo = _mm512_set1_ps(mlo);
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / sqrt(var + eps)));
+    for (i = 0; i < nv; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmhi), vmlo);
+        __m512 t = _mm512_mul_ps(d, inv);
+        __m512 o = bi ? _mm512_fmadd_ps(t, _mm512_loadu_ps(sc + i), _mm512_loadu_ps(bi + i))
+                      : _mm512_mul_ps(t, _mm512_loadu_ps(sc + i));
+        if (yq)
+            qd_x86_store_q8(yq + i, o, qs, (__mmask16)0xFFFF);
+        else
+            _mm512_storeu_ps(y + i, o);
+    }
+    if (i < n) {
+        __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tm, x + i), vmhi), vmlo);
+        __m512 t = _mm512_mul_ps(d, inv);
+        __m512 s = _mm512_maskz_loadu_ps(tm, sc + i);
+        __m512 o = bi ? _mm512_fmadd_ps(t, s, _mm512_maskz_loadu_ps(tm, bi + i))
+                      : _mm512_mul_ps(t, s);
+        if (yq)
+            qd_x86_store_q8(yq + i, o, qs, tm);
+        else
+            _mm512_mask_storeu_ps(y + i, tm, o);
+    }
+}
+
 static QD_X86_AVX512 void ln_rows(void *p, int64_t r0, int64_t r1)
 {
     const ln_ctx *c = p;
     const int64_t n = c->n;
-    const int64_t nv = n & ~(int64_t)15;
-    const __mmask16 tm = qd_x86_tail_mask(n - nv);
-    for (int64_t r = r0; r < r1; r++) {
-        const float *x = c->x + r * n;
-        float *y = c->yq ? NULL : c->y + r * n;
-        int8_t *yq = c->yq ? c->yq + r * n : NULL;
-        const __m512 qs = _mm512_set1_ps(c->qscale);
-        /* sum and sum of squares in double lanes: a float's square is
-         * exact in double, so var = E[x^2] - mean^2 loses only
-         * ~1e-16 * n * mean^2 / var (relative), nothing for activations */
-        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-        __m512d q0 = _mm512_setzero_pd(), q1 = _mm512_setzero_pd();
-        int64_t i = 0;
-        for (; i < nv; i += 16) {
-            const __m512 v = _mm512_loadu_ps(x + i);
-            const __m512d a = lo_pd(v), b = hi_pd(v);
-            s0 = _mm512_add_pd(s0, a);
-            s1 = _mm512_add_pd(s1, b);
-            q0 = _mm512_fmadd_pd(a, a, q0);
-            q1 = _mm512_fmadd_pd(b, b, q1);
-        }
-        if (i < n) {
-            const __m512 v = _mm512_maskz_loadu_ps(tm, x + i);
-            const __m512d a = lo_pd(v), b = hi_pd(v);
-            s0 = _mm512_add_pd(s0, a);
-            s1 = _mm512_add_pd(s1, b);
-            q0 = _mm512_fmadd_pd(a, a, q0);
-            q1 = _mm512_fmadd_pd(b, b, q1);
-        }
-        const double mean = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) / (double)n;
-        double var = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1)) / (double)n - mean * mean;
-        if (var < 0)
-            var = 0;
-        /* x - mean with the mean split into float + float remainder:
-         * x - mhi is exact near the mean, so the centered values keep
-         * their precision even when |mean| >> std */
-        const float mhi = (float)mean, mlo = (float)(mean - (double)mhi);
-        const __m512 vmhi = _mm512_set1_ps(mhi), vmlo = _mm512_set1_ps(mlo);
-        const __m512 inv = _mm512_set1_ps((float)(1.0 / sqrt(var + c->eps)));
-        const float *sc = c->scale, *bi = c->bias;
-        for (i = 0; i < nv; i += 16) {
-            __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmhi), vmlo);
-            __m512 t = _mm512_mul_ps(d, inv);
-            __m512 o = bi ? _mm512_fmadd_ps(t, _mm512_loadu_ps(sc + i), _mm512_loadu_ps(bi + i))
-                          : _mm512_mul_ps(t, _mm512_loadu_ps(sc + i));
-            if (yq)
-                qd_x86_store_q8(yq + i, o, qs, (__mmask16)0xFFFF);
-            else
-                _mm512_storeu_ps(y + i, o);
-        }
-        if (i < n) {
-            __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tm, x + i), vmhi), vmlo);
-            __m512 t = _mm512_mul_ps(d, inv);
-            __m512 s = _mm512_maskz_loadu_ps(tm, sc + i);
-            __m512 o = bi ? _mm512_fmadd_ps(t, s, _mm512_maskz_loadu_ps(tm, bi + i))
-                          : _mm512_mul_ps(t, s);
-            if (yq)
-                qd_x86_store_q8(yq + i, o, qs, tm);
-            else
-                _mm512_mask_storeu_ps(y + i, tm, o);
-        }
-    }
+    for (int64_t r = r0; r < r1; r++)
+        qd_x86_layernorm_row(c->x + r * n, n, c->scale, c->bias, c->eps,
+                             c->yq ? NULL : c->y + r * n, c->yq ? c->yq + r * n : NULL,
+                             c->qscale);
 }
 
 /* A parameter of exactly the normalized shape [n] (the reference kernel

@@ -66,6 +66,13 @@ int qd_x86_unary_shapes_ok(const qd_node *n, int max_outputs);
 int qd_x86_attr_int(const qd_node *n, const char *name, int64_t def, int64_t *out);
 int qd_x86_attr_float(const qd_node *n, const char *name, float def, float *out);
 
+/* LayerNormalization of one row x[0..n): y = (x - mean) / sqrt(var + eps)
+ * * sc + bi (bi may be NULL), written as float32 to y or, when yq is not
+ * NULL, as int8 at qscale to yq (layernorm_f32_avx512.c). */
+QD_X86_AVX512 void qd_x86_layernorm_row(const float *x, int64_t n, const float *sc,
+                                         const float *bi, double eps, float *y, int8_t *yq,
+                                         float qscale);
+
 /* 1 when t is a float32 tensor whose buffer holds its dims' elements. */
 int qd_x86_tensor_f32(const qd_tensor *t);
 
