@@ -716,6 +716,7 @@ qd_status qd_engine_create(qd_graph *g, const qd_engine_options *options, qd_eng
         return st;
     if (!e->opt.reference && (st = qd_engine_plan_layouts(e)) != QD_OK)
         return from_graph(e, st);
+    qd_engine_fuse_dwconv(e);
     for (size_t k = 0; k < e->n_steps; k++)
         make_label(&e->steps[k]);
     plan_slots(e);

@@ -108,6 +108,12 @@ void qd_engine_fuse_step(const qd_engine *e, qd_step *step, unsigned char *taken
  * renames dims (see layout_plan.c). */
 qd_status qd_engine_plan_layouts(qd_engine *e);
 
+/* After the layout plan: channels-last float depthwise Conv steps move to
+ * the own x86 kernel, and one followed by a permute view and a
+ * LayerNormalization over its channels (ConvNeXt) becomes one step with
+ * them, writing the LayerNorm's output (see dwconv_fusion.c). */
+void qd_engine_fuse_dwconv(qd_engine *e);
+
 /* Converts between plain NCHW and channels-last NHWC (a->inputs[0] to
  * a->outputs[0], layouts read from the tensors). */
 qd_status qd_reorder_layout(const qd_kernel_args *a);

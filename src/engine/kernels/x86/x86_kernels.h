@@ -67,6 +67,23 @@ qd_kernel_impl qd_x86_impl(const qd_node *n);
  * claimed and the kernels run the reference code). */
 int qd_x86_cpu_avx512(void);
 
+/* ---- depthwise conv, channels-last (dwconv_nhwc_f32_avx512.c) ----
+ * Not chosen by qd_x86_supports: the engine's step fusion after the layout
+ * plan (engine/dwconv_fusion.c) moves a planned channels-last oneDNN
+ * depthwise Conv step of at most 384 channels here, with the [Transpose
+ * ->] LayerNormalization after it fused when there is one. Cases: float32, K x K with K = 3, 5
+ * or 7, stride 1, dilation 1, pads K/2, group = channels, constant weights
+ * and bias. Input NHWC; output N,H,W,C (the conv's NHWC output, or the
+ * LayerNorm's plain output: the same bytes), float32 or, with the fused
+ * LayerNorm and a->quant->dst_scale, int8. Inputs: X, W, B (NULL
+ * allowed), then the LayerNorm's Scale and B (NULL allowed). */
+int qd_x86_dwconv_nhwc_supports(const qd_node *conv);
+/* 1 when the LayerNorm fusion has room for this many channels. */
+int qd_x86_dwconv_layernorm_ok(int64_t channels);
+qd_status qd_x86_dwconv_prepare(const qd_kernel_args *a, void **state);
+void qd_x86_dwconv_release(void *state);
+qd_status qd_x86_dwconv_nhwc(const qd_kernel_args *a);
+
 /* ---- the kernels (qd_kernel_fn) ---- */
 
 /* LayerNorm and Softmax write int8 when a->quant->dst_scale is set (the
