@@ -328,18 +328,13 @@ static qd_status conv_pd(const qd_kernel_args *a, const qd_dnnl_conv_geom *gm,
         int bad_binary = chain->n_binary > 0 && strstr(impl, "gemm") != NULL;
         if (level == 3 || (!is_ref && !bad_binary) || chain->tail_from == 0)
             break;
-        dnnl_primitive_desc_destroy(*out);
+        qd_dnnl_destroy_desc(*out, attr, po);
         *out = NULL;
-        dnnl_primitive_attr_destroy(attr);
-        dnnl_post_ops_destroy(po);
         attr = NULL;
         po = NULL;
     }
 fail:
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    if (po)
-        dnnl_post_ops_destroy(po);
+    qd_dnnl_destroy_desc(NULL, attr, po);
     return st;
 }
 

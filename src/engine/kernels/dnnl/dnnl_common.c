@@ -542,6 +542,17 @@ void qd_dnnl_residual_to_dst(const qd_kernel_args *a, const qd_dnnl_chain *chain
     }
 }
 
+void qd_dnnl_destroy_desc(dnnl_primitive_desc_t pd, dnnl_primitive_attr_t attr,
+                          dnnl_post_ops_t po)
+{
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (po)
+        dnnl_post_ops_destroy(po);
+}
+
 qd_status qd_dnnl_reorder_prim(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,
                                const dnnl_memory_desc_t *to, dnnl_primitive_t *out)
 {
@@ -934,12 +945,7 @@ int qd_dnnl_s8_zero_points_fast(const qd_node *n, const qd_value *x, const qd_va
             dnnl_primitive_desc_create(&pd, op_desc, attr, eng, NULL) == dnnl_success)
             fast = strncmp(qd_dnnl_impl_name(pd), "ref", 3) != 0;
     }
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    if (po)
-        dnnl_post_ops_destroy(po);
+    qd_dnnl_destroy_desc(pd, attr, po);
     qd_free(scales);
     return fast;
 }

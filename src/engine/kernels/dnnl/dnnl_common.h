@@ -135,6 +135,11 @@ qd_status qd_dnnl_reorder_const(qd_graph *g, const qd_node *n, const dnnl_memory
 qd_status qd_dnnl_reorder_prim(qd_graph *g, const qd_node *n, const dnnl_memory_desc_t *from,
                                const dnnl_memory_desc_t *to, dnnl_primitive_t *out);
 
+/* Destroys whichever of a primitive descriptor, its attributes and their
+ * post-ops exist (NULL: skipped): the common tail of building a primitive. */
+void qd_dnnl_destroy_desc(dnnl_primitive_desc_t pd, dnnl_primitive_attr_t attr,
+                          dnnl_post_ops_t po);
+
 /* Runs a primitive on the stream and waits. */
 qd_status qd_dnnl_execute(qd_graph *g, const qd_node *n, dnnl_primitive_t p, int nargs,
                           const dnnl_exec_arg_t *args);

@@ -139,12 +139,7 @@ static qd_status finish(const qd_kernel_args *a, mm_state *s, const dnnl_memory_
     QD_DNNL_TRY(g, n, dnnl_primitive_get_primitive_desc(s->prim, &ppd));
     s->head.impl = qd_dnnl_impl_name(ppd);
 fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    if (po)
-        dnnl_post_ops_destroy(po);
+    qd_dnnl_destroy_desc(pd, attr, po);
     return st;
 }
 

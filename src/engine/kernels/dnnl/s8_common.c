@@ -76,12 +76,7 @@ qd_status qd_dnnl_s8_build(const qd_kernel_args *a, const void *op_desc,
     p->pd = pd;
     pd = NULL;
 fail:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
-    if (po)
-        dnnl_post_ops_destroy(po);
+    qd_dnnl_destroy_desc(pd, attr, po);
     return st;
 }
 
