@@ -1,12 +1,16 @@
 /* Building small graphs in unit tests (cmocka): a graph input, a one-output
- * node, a graph output; and comparing an INT8 run with its reference.
- * Included by the tests that build QDQ graphs. */
+ * node, a graph output; running them through the engine; and comparing an
+ * INT8 run with its reference. Included by the tests that build graphs for
+ * the engine. */
 #ifndef QD_TEST_GRAPH_BUILD_H
 #define QD_TEST_GRAPH_BUILD_H
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "ir/graph.h"
+#include "qdeploy.h"
 
 /* A graph input named name, of dtype dt and shape dims. */
 static inline qd_value *tg_input(qd_graph *g, const char *name, qd_dtype dt, int rank,
@@ -29,6 +33,27 @@ static inline qd_value *tg_node1(qd_graph *g, const char *op, qd_value **ins, in
 static inline void tg_output(qd_graph *g, qd_value *v)
 {
     assert_int_equal(qd_graph_add_output(g, v), QD_OK);
+}
+
+/* An engine for g with opt; a failure fails the test with the engine's
+ * message. */
+static inline qd_engine *tg_engine(qd_graph *g, const qd_engine_options *opt)
+{
+    qd_engine *e = NULL;
+    if (qd_engine_create(g, opt, &e) != QD_OK)
+        fail_msg("engine: %s", qd_engine_error(e));
+    return e;
+}
+
+/* Runs e (its inputs set) and returns a malloc'd copy of output 0's data;
+ * *info describes it (dtype, shape, nbytes). */
+static inline void *tg_run_output0(qd_engine *e, qd_tensor_info *info)
+{
+    assert_int_equal(qd_engine_run(e), QD_OK);
+    assert_int_equal(qd_engine_output_info(e, 0, info), QD_OK);
+    void *out = malloc(info->nbytes);
+    memcpy(out, info->data, info->nbytes);
+    return out;
 }
 
 /* An INT8 output against its reference (as written, or the reference

@@ -98,15 +98,11 @@ static qd_graph *dw_graph(const dw_case *tc)
 static float *run(qd_graph *g, int reference, const float *x, const int64_t *xd, int64_t *count)
 {
     qd_engine_options opt = {.threads = 2, .reference = reference};
-    qd_engine *e = NULL;
-    assert_int_equal(qd_engine_create(g, &opt, &e), QD_OK);
+    qd_engine *e = tg_engine(g, &opt);
     assert_int_equal(qd_engine_set_input(e, "x", QD_FLOAT32, 4, xd, x), QD_OK);
-    assert_int_equal(qd_engine_run(e), QD_OK);
-    qd_tensor_info o;
-    assert_int_equal(qd_engine_output_info(e, 0, &o), QD_OK);
-    float *copy = malloc(o.nbytes);
-    memcpy(copy, o.data, o.nbytes);
-    *count = (int64_t)(o.nbytes / sizeof(float));
+    qd_tensor_info info;
+    float *copy = tg_run_output0(e, &info);
+    *count = (int64_t)(info.nbytes / sizeof(float));
     qd_engine_delete(e);
     return copy;
 }
@@ -117,8 +113,7 @@ static float *run(qd_graph *g, int reference, const float *x, const int64_t *xd,
 static int planned_as_expected(qd_graph *g, const dw_case *tc)
 {
     qd_engine_options opt = {.threads = 2};
-    qd_engine *e = NULL;
-    assert_int_equal(qd_engine_create(g, &opt, &e), QD_OK);
+    qd_engine *e = tg_engine(g, &opt);
     int ok = 0;
     for (size_t k = 0; k < e->n_steps; k++) {
         const qd_step *s = &e->steps[k];
@@ -194,8 +189,7 @@ static void test_wide_dwconv_stays_on_onednn(void **state)
     dw_case tc = {1, 512, 5, 6, 7, 1, 1, TAIL_LN};
     qd_graph *g = dw_graph(&tc);
     qd_engine_options opt = {.threads = 2};
-    qd_engine *e = NULL;
-    assert_int_equal(qd_engine_create(g, &opt, &e), QD_OK);
+    qd_engine *e = tg_engine(g, &opt);
     for (size_t k = 0; k < e->n_steps; k++)
         if (e->steps[k].node && e->steps[k].node->op == QD_OP_CONV)
             assert_int_equal(e->steps[k].n_fused, 0);

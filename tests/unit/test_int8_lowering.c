@@ -87,19 +87,13 @@ static float *run(qd_graph *g, int reference, qd_value **ins, float **data, int 
                   int *lowered, int *requantized)
 {
     qd_engine_options opt = {.threads = 2, .reference = reference};
-    qd_engine *e = NULL;
-    qd_status st = qd_engine_create(g, &opt, &e);
-    if (st != QD_OK)
-        fail_msg("engine: %s", qd_engine_error(e));
+    qd_engine *e = tg_engine(g, &opt);
     for (int i = 0; i < n_in; i++)
         assert_int_equal(qd_engine_set_input(e, ins[i]->name, QD_FLOAT32, ins[i]->rank,
                                              ins[i]->dims, data[i]),
                          QD_OK);
-    assert_int_equal(qd_engine_run(e), QD_OK);
     qd_tensor_info info;
-    assert_int_equal(qd_engine_output_info(e, 0, &info), QD_OK);
-    float *out = malloc(info.nbytes);
-    memcpy(out, info.data, info.nbytes);
+    float *out = tg_run_output0(e, &info);
     *lowered = *requantized = 0;
     for (size_t k = 0; k < e->n_steps; k++) {
         *lowered += e->steps[k].lowered;
@@ -358,8 +352,7 @@ static void run_norm_quant_case(const char *op, int64_t rows, int64_t n)
     tg_output(g, tail);
     assert_int_equal(qd_graph_infer_shapes(g), QD_OK);
     qd_engine_options opt = {.threads = 2};
-    qd_engine *e = NULL;
-    assert_int_equal(qd_engine_create(g, &opt, &e), QD_OK);
+    qd_engine *e = tg_engine(g, &opt);
     int fused = 0;
     for (size_t k = 0; k < e->n_steps; k++)
         fused += !e->steps[k].lowered && e->steps[k].quant.dst_scale > 0.0f;

@@ -271,9 +271,7 @@ static float *run(qd_graph *g, int as_written, const built *b, int64_t *n_out,
                   qd_engine_stats *stats)
 {
     qd_engine_options opt = {.threads = 2, .qdq_as_written = as_written};
-    qd_engine *e = NULL;
-    if (qd_engine_create(g, &opt, &e) != QD_OK)
-        fail_msg("engine: %s", qd_engine_error(e));
+    qd_engine *e = tg_engine(g, &opt);
     unsigned keep = g_seed;
     g_seed = 99; /* the same inputs for every run */
     for (int i = 0; i < b->n_in; i++) {
@@ -292,11 +290,8 @@ static float *run(qd_graph *g, int as_written, const built *b, int64_t *n_out,
         free(d);
     }
     g_seed = keep;
-    assert_int_equal(qd_engine_run(e), QD_OK);
     qd_tensor_info info;
-    assert_int_equal(qd_engine_output_info(e, 0, &info), QD_OK);
-    float *out = malloc(info.nbytes);
-    memcpy(out, info.data, info.nbytes);
+    float *out = tg_run_output0(e, &info);
     *n_out = (int64_t)(info.nbytes / sizeof(float));
     if (stats)
         qd_engine_get_stats(e, stats);
@@ -513,9 +508,7 @@ static const char *pool_kernel(qd_graph *g)
 {
     static char name[32];
     qd_engine_options opt = {.threads = 2};
-    qd_engine *e = NULL;
-    if (qd_engine_create(g, &opt, &e) != QD_OK)
-        fail_msg("engine: %s", qd_engine_error(e));
+    qd_engine *e = tg_engine(g, &opt);
     name[0] = 0;
     for (size_t k = 0; k < e->n_steps; k++)
         if (e->steps[k].node && e->steps[k].node->op == QD_OP_MAX_POOL)

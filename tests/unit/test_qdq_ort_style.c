@@ -109,17 +109,12 @@ static float *run(qd_graph *g, int as_written, const float *data, int *int8_step
                   int *requantized)
 {
     qd_engine_options opt = {.threads = 2, .qdq_as_written = as_written};
-    qd_engine *e = NULL;
-    if (qd_engine_create(g, &opt, &e) != QD_OK)
-        fail_msg("engine: %s", qd_engine_error(e));
+    qd_engine *e = tg_engine(g, &opt);
     qd_value *x = g->inputs[0];
     assert_int_equal(qd_engine_set_input(e, x->name, QD_FLOAT32, x->rank, x->dims, data), QD_OK);
-    assert_int_equal(qd_engine_run(e), QD_OK);
     qd_tensor_info info;
-    assert_int_equal(qd_engine_output_info(e, 0, &info), QD_OK);
+    float *out = tg_run_output0(e, &info);
     assert_int_equal(info.dtype, QD_FLOAT32);
-    float *out = malloc(info.nbytes);
-    memcpy(out, info.data, info.nbytes);
     qd_engine_stats st;
     qd_engine_get_stats(e, &st);
     *int8_steps = st.int8_steps;
