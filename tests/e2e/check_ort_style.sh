@@ -11,13 +11,11 @@ QDEPLOY=$1
 AGREEMENT=$2
 PYTHON=$3
 MODEL=$4
-FM=/usr/share/datasets/fashion-mnist
+. "$(dirname "$0")/fixture_int8.sh"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 name=$(basename "$MODEL" .onnx)
-"$QDEPLOY" quantize "$MODEL" -o "$WORK/q.onnx" --calib "$FM/train-images-idx3-ubyte.gz" \
-    --calib-batches 8 --batch-size 32 --mean 0.2860 --std 0.3530 > "$WORK/out" 2>&1 || {
-    echo "FAIL quantize $name: $(tail -1 "$WORK/out")"; exit 1; }
+quantize_fixture "$QDEPLOY" "$MODEL" "$WORK/q.onnx" "$WORK"
 "$PYTHON" "$(dirname "$0")/to_ort_style_qdq.py" "$WORK/q.onnx" "$WORK/ort.onnx" || {
     echo "FAIL $name: to_ort_style_qdq.py"; exit 1; }
 for m in q ort; do
@@ -29,16 +27,7 @@ plan_o=$(sed -n 's/^plan: .*INT8 kernels: \([0-9]*\) (\([0-9]*\) write int8).*/\
 echo "     $name: INT8 kernels (of which write 8-bit): symmetric $plan_q, onnxruntime-style $plan_o"
 [ -n "$plan_q" ] && [ "$plan_q" = "$plan_o" ] || {
     echo "FAIL $name: the onnxruntime-style model is not lowered as the symmetric one"; exit 1; }
-line=$("$AGREEMENT" "$WORK/ort.onnx" "$FM/t10k-images-idx3-ubyte.gz" "$FM/t10k-labels-idx1-ubyte.gz" 10000) || {
-    echo "FAIL $name: int8_agreement did not run"; exit 1; }
-echo "     $name (onnxruntime-style): $line"
-echo "$line" | awk '{
-    agree = $5; gsub(/[(%)]/, "", agree);
-    if ($2 != 10000 || agree + 0 < 99.5 || $15 + 0 < 1) { print "FAIL agreement"; exit 1 }
-    if ($11 + 0 > 0.1 * ($13 + 0)) { print "FAIL logits differ by more than 10% of their scale"; exit 1 }
-    print "ok   INT8 and as-written Top-1 agree on " agree "% of the images"
-}'
-[ $? -eq 0 ] || exit 1
+check_agreement "$AGREEMENT" "$WORK/ort.onnx" "$name (onnxruntime-style)"
 "$PYTHON" -c "import numpy as np; np.save('$WORK/x.npy', np.random.default_rng(5).standard_normal((16, 3, 32, 32)).astype(np.float32))"
 node "$(dirname "$0")/ort_run.js" "$WORK/ort.onnx" "$WORK/x.npy" "$WORK/y_ort.npy" 2> "$WORK/ort_err" || {
     echo "FAIL $name: onnxruntime: $(grep -v '^.\[0;93m' "$WORK/ort_err" | tail -1)"; exit 1; }
