@@ -14,48 +14,13 @@
 #include "ir/graph.h"
 #include "onnx/onnx_io.h"
 #include "qdeploy.h"
+#include "tensor_pb.h"
 
 #define MAX_TENSORS 32
 
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static char *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
-
-/* Reads a TensorProto file; NULL when absent. */
-static qd_tensor *read_pb(qd_graph *g, const char *path)
-{
-    size_t size;
-    char *buf = read_all(path, &size);
-    if (!buf)
-        return NULL;
-    Onnx__TensorProto *tp = onnx__tensor_proto__unpack(&qd_protobuf_allocator, size,
-                                                       (const uint8_t *)buf);
-    free(buf);
-    if (!tp)
-        return NULL;
-    qd_tensor *t = NULL;
-    qd_tensor_from_proto(g, tp, path, &t);
-    onnx__tensor_proto__free_unpacked(tp, &qd_protobuf_allocator);
-    return t;
 }
 
 static int close_enough(const qd_tensor *got, const qd_tensor *want, char *why, size_t n_why)

@@ -25,6 +25,7 @@
 #include "graph_build.h"
 #include "onnx/onnx_io.h"
 #include "qdeploy.h"
+#include "../conformance/tensor_pb.h"
 
 static unsigned g_seed = 11;
 static float frand(void)
@@ -358,28 +359,6 @@ static void test_qlinear_rewrite(void **state)
 /* ---- the ONNX backend node tests, rewritten ---- */
 
 #define NODE_DIR "/usr/share/libonnx-testdata/data/node/"
-
-static qd_tensor *read_pb(qd_graph *g, const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    uint8_t *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    Onnx__TensorProto *tp =
-        got == (size_t)n ? onnx__tensor_proto__unpack(&qd_protobuf_allocator, got, buf) : NULL;
-    free(buf);
-    qd_tensor *t = NULL;
-    if (tp) {
-        qd_tensor_from_proto(g, tp, path, &t);
-        onnx__tensor_proto__free_unpacked(tp, &qd_protobuf_allocator);
-    }
-    return t;
-}
 
 /* test_qlinearconv and test_qlinearmatmul_2D/3D after qd_graph_canonicalize:
  * no QLinear op left, the expected uint8 outputs within one step. With
