@@ -44,7 +44,7 @@ typedef struct dw_ctx {
     int64_t row_pairs;       /* ceil(H / 2) */
     float *y;       /* float output [N][H][W][C] */
     int8_t *yq;     /* int8 output (fused LayerNorm + QuantizeLinear), else NULL */
-    int ln;         /* 1: LayerNorm over C after the conv */
+    /* the LayerNorm over C after the conv; ln_scale NULL: none */
     const float *ln_scale, *ln_bias;
     double eps;
     float qscale;
@@ -154,7 +154,7 @@ static QD_X86_AVX512 void dw_items(void *p, int64_t i0, int64_t i1)
         const int64_t img = pair / c->row_pairs, oh = (pair % c->row_pairs) * 2;
         const int two_rows = oh + 1 < c->h;
         const int64_t at = ((img * c->h + oh) * c->w + ow0) * C; /* first output element */
-        if (!c->ln) {
+        if (!c->ln_scale) {
             dw_pixels(c, img, oh, two_rows, ow0, ow1, c->y + at, c->y + at + c->w * C, C);
             continue;
         }
@@ -271,7 +271,7 @@ qd_status qd_x86_dwconv_nhwc(const qd_kernel_args *a)
         (ln && !qd_x86_dwconv_layernorm_ok(s->c)))
         return qd_nn_fail(a, QD_STATUS_UNSUPPORTED,
                           "depthwise conv: a case the channels-last kernel was not planned for");
-    dw_ctx c = {.s = s, .x = X->data, .h = X->dims[2], .w = X->dims[3], .ln = ln != NULL};
+    dw_ctx c = {.s = s, .x = X->data, .h = X->dims[2], .w = X->dims[3]};
     if (ln) {
         const qd_tensor *S = qd_nn_in(a, 3), *LB = qd_nn_in(a, 4);
         float eps;
